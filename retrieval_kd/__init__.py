@@ -1,0 +1,1 @@
+"""rkd: knowledge distillation for retrieval models."""
