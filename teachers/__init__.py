@@ -1,0 +1,28 @@
+"""Teachers: models that score query–passage pairs into the score store.
+
+``TEACHERS.names()`` lists them without importing torch; ``build_teacher`` constructs one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from retrieval_kd.protocols import Teacher
+from retrieval_kd.registry import Registry
+
+TEACHERS: Registry[Any] = Registry(
+    "teacher",
+    {
+        "bi-encoder": "retrieval_kd.teachers.bi_encoder:BiEncoderTeacher",
+        "cross-encoder": "retrieval_kd.teachers.cross_encoder:CrossEncoderTeacher",
+    },
+)
+
+
+def build_teacher(kind: str, model: str, **options: Any) -> Teacher:
+    """Builds the teacher ``kind`` from a hub id or folder, with its keyword options."""
+    teacher: Teacher = TEACHERS.get(kind)(model, **options)
+    return teacher
+
+
+__all__ = ["TEACHERS", "build_teacher"]

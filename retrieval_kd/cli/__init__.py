@@ -1,0 +1,31 @@
+"""``rkd``: one typer sub-command per pipeline stage.
+
+Commands parse, build a config and call one library function. Heavy libraries (torch,
+transformers, faiss, ranx) are imported inside the commands, so ``rkd --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from retrieval_kd.cli import commands, evaluate
+
+app = typer.Typer(
+    name="rkd",
+    help="Knowledge distillation for retrieval: score with a teacher, train a student, index, evaluate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("run")(commands.run)
+app.command("mine")(commands.mine)
+app.command("score-teacher")(commands.score_teacher)
+app.command("import-scores")(commands.import_scores)
+app.command("train")(commands.train)
+app.command("index")(commands.index)
+app.command("datasets")(commands.datasets)
+app.add_typer(evaluate.app, name="eval")
+
+
+def main() -> None:
+    app()

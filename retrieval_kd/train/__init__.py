@@ -1,0 +1,1 @@
+"""Training students from the score store."""

@@ -1,0 +1,205 @@
+"""Retrieval metrics and significance tests, computed by ranx.
+
+Conventions (BEIR's, so figures compare with published ones):
+
+- Queries are the qrels' queries. A run's query that has no qrels is dropped; a qrels query the
+  run lacks scores 0 on every metric. ranx refuses a run whose query ids differ from the qrels'
+  (``check_keys`` asserts), so the run is aligned here: missing queries get an empty ranking,
+  which ranx scores as 0.
+- A retrieved document whose id equals the query id is removed (BEIR's ``ignore_identical_ids``,
+  which matters for corpora such as ArguAna and Quora where queries are also documents).
+- Relevance is graded; a judgement of 0 counts as not relevant.
+
+ranx is imported inside the functions: ``import ranx`` takes about 2 s and numba-compiles on
+first use.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from retrieval_kd.errors import RkdError
+from retrieval_kd.types import Qrels, Run
+
+__all__ = ["METRICS", "CompareReport", "compare", "evaluate", "parse_metric"]
+
+# Metric names as users type them, lower-cased; each takes an optional "@k" cutoff.
+METRICS = (
+    "f1",
+    "hit_rate",
+    "hits",
+    "map",
+    "mrr",
+    "ndcg",
+    "ndcg_burges",
+    "precision",
+    "r-precision",
+    "recall",
+)
+_METRIC_RE = re.compile(r"^(?P<name>[a-z_-]+)(?:@(?P<k>\d+))?$")
+
+
+def parse_metric(name: str) -> str:
+    """Checks a metric name and returns its canonical (ranx) spelling.
+
+    Example:
+        >>> parse_metric("nDCG@10")
+        'ndcg@10'
+        >>> parse_metric("recall@0")
+        Traceback (most recent call last):
+        ...
+        retrieval_kd.errors.RkdError: metric 'recall@0': the cutoff must be at least 1
+    """
+    canonical = name.strip().lower()
+    match = _METRIC_RE.match(canonical)
+    if match is None or match["name"] not in METRICS:
+        raise RkdError(
+            f"unknown metric {name!r}; choose from {list(METRICS)}, each with an optional @k "
+            "cutoff (e.g. 'ndcg@10', 'recall@100', 'mrr@10')"
+        )
+    if match["k"] is not None and int(match["k"]) < 1:
+        raise RkdError(f"metric {name!r}: the cutoff must be at least 1")
+    return canonical
+
+
+def _prepare(qrels: Qrels, run: Run, ignore_identical_ids: bool) -> tuple[Qrels, Run]:
+    if not qrels:
+        raise RkdError("qrels are empty: there is nothing to evaluate against")
+    aligned: Run = {}
+    for qid in qrels:
+        docs = run.get(qid, {})
+        if ignore_identical_ids:
+            docs = {doc_id: score for doc_id, score in docs.items() if doc_id != qid}
+        aligned[qid] = {doc_id: float(score) for doc_id, score in docs.items()}
+    return {qid: {d: int(r) for d, r in judged.items()} for qid, judged in qrels.items()}, aligned
+
+
+@contextmanager
+def _quiet_numba() -> Iterator[None]:
+    # ranx's kernels emit NumbaTypeSafetyWarning (uint64 → int64 casts) when compiled; harmless,
+    # and an error under pytest's "warnings as errors".
+    with warnings.catch_warnings():
+        try:
+            from numba.core.errors import NumbaWarning
+        except ImportError:  # pragma: no cover - numba ships with ranx
+            pass
+        else:
+            warnings.simplefilter("ignore", NumbaWarning)
+        yield
+
+
+def evaluate(
+    qrels: Qrels, run: Run, metrics: Sequence[str], *, ignore_identical_ids: bool = True
+) -> dict[str, float]:
+    """Mean of each metric over the qrels' queries.
+
+    Args:
+        qrels: query id → doc id → graded relevance.
+        run: query id → doc id → score; queries without qrels are dropped, qrels queries missing
+            here score 0.
+        metrics: names such as "ndcg@10", "recall@100", "mrr@10", "map@100", "precision@10".
+        ignore_identical_ids: drop a retrieved doc whose id equals its query's id (BEIR).
+
+    Returns:
+        canonical metric name → mean score, in the order asked.
+
+    Example:
+        >>> evaluate({"q1": {"d1": 1}, "q2": {"d2": 1}}, {"q1": {"d0": 2.0, "d1": 1.0}}, ["mrr@10"])
+        {'mrr@10': 0.25}
+    """
+    import ranx
+
+    names = [parse_metric(m) for m in metrics]
+    if not names:
+        raise RkdError(f"no metrics asked for; choose from {list(METRICS)}")
+    qrels_, run_ = _prepare(qrels, run, ignore_identical_ids)
+    with _quiet_numba():
+        # ranx returns a bare float for one metric, a dict for several.
+        scores: Any = ranx.evaluate(ranx.Qrels(qrels_), ranx.Run(run_), list(dict.fromkeys(names)))
+    if len(set(names)) == 1:
+        return {names[0]: float(scores)}
+    return {name: float(scores[name]) for name in names}
+
+
+@dataclass(frozen=True)
+class CompareReport:
+    """Per-run metrics with paired significance tests between every two runs.
+
+    Attributes:
+        metrics: run name → metric → mean score.
+        p_values: run name → other run name → metric → p-value of the paired test.
+        better_than: run name → metric → the runs it beats with p < ``max_p``.
+        max_p: the significance threshold used.
+        stat_test: ranx's test name ("student": paired t-test).
+    """
+
+    metrics: dict[str, dict[str, float]]
+    p_values: dict[str, dict[str, dict[str, float]]]
+    better_than: dict[str, dict[str, list[str]]]
+    max_p: float
+    stat_test: str = "student"
+    run_names: list[str] = field(default_factory=list)
+
+    def markers(self) -> dict[str, dict[str, str]]:
+        """run → metric → superscript letters of the runs it significantly beats (a, b, c, ...).
+
+        The letters follow the order of :attr:`run_names`, as in ranx's and papers' tables.
+        """
+        letters = {name: chr(ord("a") + i) if i < 26 else f"[{i}]" for i, name in enumerate(self.run_names)}
+        return {
+            run: {m: "".join(letters[o] for o in beaten) for m, beaten in per_metric.items()}
+            for run, per_metric in self.better_than.items()
+        }
+
+
+def compare(
+    runs: dict[str, Run],
+    qrels: Qrels,
+    metrics: Sequence[str],
+    *,
+    max_p: float = 0.05,
+    stat_test: str = "student",
+    ignore_identical_ids: bool = True,
+) -> CompareReport:
+    """Evaluates two or more runs on the same queries and tests every pair for significance.
+
+    Args:
+        runs: system name → run; each is aligned to the qrels as :func:`evaluate` does.
+        qrels: query id → doc id → graded relevance.
+        metrics: metric names, as for :func:`evaluate`.
+        max_p: significance threshold.
+        stat_test: a ranx test: "student" (paired t-test), "fisher" (randomisation), "tukey".
+        ignore_identical_ids: as for :func:`evaluate`.
+    """
+    import ranx
+
+    if len(runs) < 2:
+        raise RkdError(f"compare needs at least two runs, got {len(runs)}: {list(runs)}")
+    names = list(dict.fromkeys(parse_metric(m) for m in metrics))
+    if not names:
+        raise RkdError(f"no metrics asked for; choose from {list(METRICS)}")
+    ranx_runs = []
+    qrels_: Qrels = {}
+    for name, run in runs.items():
+        qrels_, run_ = _prepare(qrels, run, ignore_identical_ids)
+        ranx_runs.append(ranx.Run(run_, name=name))
+    with _quiet_numba():
+        report = ranx.compare(ranx.Qrels(qrels_), ranx_runs, names, stat_test=stat_test, max_p=max_p)
+    run_names = list(runs)
+    scores = {r: {m: float(report.results[r][m]) for m in names} for r in run_names}
+    p_values: dict[str, dict[str, dict[str, float]]] = {r: {} for r in run_names}
+    better: dict[str, dict[str, list[str]]] = {r: {m: [] for m in names} for r in run_names}
+    for r in run_names:
+        for o in run_names:
+            if o == r:
+                continue
+            p_values[r][o] = {m: float(report.comparisons[r, o][m]["p_value"]) for m in names}
+            for m in names:
+                if p_values[r][o][m] < max_p and scores[r][m] > scores[o][m]:
+                    better[r][m].append(o)
+    return CompareReport(scores, p_values, better, max_p, stat_test, run_names)

@@ -1,0 +1,162 @@
+"""Dense bi-encoder students: a SentenceTransformer, optionally cut to its first L layers."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from retrieval_kd.errors import RkdError
+from retrieval_kd.io import atomic_write_json
+from retrieval_kd.models import pick_device, resolve_model
+
+
+def truncate_layers(model: Any, num_layers: int) -> None:
+    """Keeps the first ``num_layers`` transformer layers of a SentenceTransformer (in place).
+
+    Cutting from the top keeps the embeddings and lower layers the pretrained model relies on;
+    the pooled output then needs distillation to recover (DistilBERT-style initialisation).
+    """
+    auto = model[0].auto_model
+    layers = None
+    for attr in ("encoder.layer", "layers", "encoder.layers", "transformer.layer"):
+        obj = auto
+        try:
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+        except AttributeError:
+            continue
+        layers, layer_attr = obj, attr
+        break
+    if layers is None:
+        raise RkdError(f"cannot truncate {type(auto).__name__}: no encoder layer list found")
+    total = len(layers)
+    if not 1 <= num_layers <= total:
+        raise RkdError(f"num_layers={num_layers} but the model has {total} layers; choose 1..{total}")
+    parent = auto
+    *path, last = layer_attr.split(".")
+    for part in path:
+        parent = getattr(parent, part)
+    setattr(parent, last, torch.nn.ModuleList(list(layers)[:num_layers]))
+    for cfg_attr in ("num_hidden_layers", "n_layers", "num_layers"):
+        if hasattr(auto.config, cfg_attr):
+            setattr(auto.config, cfg_attr, num_layers)
+
+
+class DenseStudent:
+    """A SentenceTransformer student. Saved, it is a plain sentence-transformers folder plus
+    ``rkd.json``; ``SentenceTransformer(path)`` loads it and gives the same vectors."""
+
+    kind = "dense"
+
+    def __init__(self, model: Any, provenance: dict[str, Any] | None = None) -> None:
+        self.model = model
+        self.provenance: dict[str, Any] = dict(provenance or {})
+        self._fingerprint: str | None = None
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str,
+        num_layers: int | None = None,
+        max_seq_length: int | None = None,
+        device: str = "auto",
+    ) -> DenseStudent:
+        from sentence_transformers import SentenceTransformer
+
+        path = resolve_model(model)
+        st = SentenceTransformer(path, device=pick_device(device))
+        if num_layers is not None:
+            truncate_layers(st, num_layers)
+        if max_seq_length is not None:
+            st.max_seq_length = max_seq_length
+        return cls(st, {"base_model": model, "num_layers": num_layers})
+
+    @classmethod
+    def load(cls, path: Path, device: str = "auto") -> DenseStudent:
+        import json
+
+        from sentence_transformers import SentenceTransformer
+
+        if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
+            raise RkdError(f"{path}: not a sentence-transformers model folder (no modules.json)")
+        meta = json.loads((path / "rkd.json").read_text()) if (path / "rkd.json").is_file() else {}
+        return cls(SentenceTransformer(str(path), device=pick_device(device)), meta.get("provenance"))
+
+    def fingerprint(self) -> str:
+        """Hash of the weights and encoding settings: equal fingerprints give equal vectors."""
+        if self._fingerprint is None:
+            h = hashlib.sha256()
+            for name, tensor in self.model.state_dict().items():
+                h.update(name.encode())
+                h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+            h.update(f"max_seq_length={self.model.max_seq_length}".encode())
+            h.update(str([type(m).__name__ for m in self.model]).encode())
+            self._fingerprint = h.hexdigest()[:16]
+        return self._fingerprint
+
+    def weights_changed(self) -> None:
+        """Call after training: the fingerprint is recomputed on next use."""
+        self._fingerprint = None
+
+    @property
+    def similarity(self) -> str:
+        return str(self.model.similarity_fn_name or "cosine")
+
+    def encode_queries(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """Shapes: texts[N] → float32[N, dim]."""
+        out = self.model.encode_query(list(texts), batch_size=batch_size, convert_to_numpy=True)
+        return np.asarray(out, dtype=np.float32)
+
+    def encode_documents(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """Shapes: texts[N] → float32[N, dim]."""
+        out = self.model.encode_document(list(texts), batch_size=batch_size, convert_to_numpy=True)
+        return np.asarray(out, dtype=np.float32)
+
+    def _embed(self, texts: Sequence[str]) -> Tensor:
+        features = self.model.tokenize(list(texts))
+        features = {k: v.to(self.model.device) for k, v in features.items()}
+        emb: Tensor = self.model(features)["sentence_embedding"]
+        return emb
+
+    def scores(self, query_batch: Sequence[str], doc_groups: Sequence[Sequence[str]]) -> Tensor:
+        """Shapes: query_batch[B], doc_groups[B][1+n] → Tensor[B, 1+n] (with gradients)."""
+        width = len(doc_groups[0])
+        if any(len(g) != width for g in doc_groups):
+            raise ValueError("every doc group needs the same number of candidates")
+        q = self._embed(query_batch)  # (B, dim)
+        d = self._embed([t for g in doc_groups for t in g]).view(len(doc_groups), width, -1)  # (B, 1+n, dim)
+        return score_matrix(q, d, self.similarity)
+
+    def save(self, path: Path, provenance: dict[str, Any] | None = None) -> None:
+        """Writes the sentence-transformers folder, then ``rkd.json`` last (its presence marks a
+        complete save)."""
+        from retrieval_kd import __version__
+
+        meta_provenance = {**self.provenance, **(provenance or {})}
+        self.model.save(str(path))
+        atomic_write_json(
+            path / "rkd.json",
+            {
+                "kind": self.kind,
+                "rkd_version": __version__,
+                "student_fingerprint": self.fingerprint(),
+                "provenance": meta_provenance,
+            },
+        )
+        self.provenance = meta_provenance
+
+
+def score_matrix(q: Tensor, d: Tensor, similarity: str) -> Tensor:
+    """Shapes: q (B, dim), d (B, 1+n, dim) → (B, 1+n) by ``cosine`` or ``dot``."""
+    if similarity == "cosine":
+        q = torch.nn.functional.normalize(q, dim=-1)
+        d = torch.nn.functional.normalize(d, dim=-1)
+    elif similarity != "dot":
+        raise RkdError(f"unsupported similarity {similarity!r}; choose from ['cosine', 'dot']")
+    return torch.einsum("bd,bnd->bn", q, d)

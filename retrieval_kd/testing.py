@@ -1,0 +1,93 @@
+"""Fakes at the seams, and tiny real models, for tests (yours and rkd's).
+
+- :class:`FakeTeacher`: a teacher from a function of (query, passage).
+- :class:`FakeIndex`: an index from a dict of precomputed runs.
+- :func:`tiny_bert_folder`: a seeded 2-layer BERT with a vocabulary built from given texts,
+  saved as a sentence-transformers folder: a real model that loads in a second, offline.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retrieval_kd.errors import RkdError
+from retrieval_kd.fingerprint import hash_json
+from retrieval_kd.types import Run
+
+
+class FakeTeacher:
+    """A teacher whose score is ``fn(query, passage)``; ``name`` is its fingerprint."""
+
+    kind = "fake"
+
+    def __init__(self, fn: Callable[[str, str], float], name: str = "fake") -> None:
+        self.fn = fn
+        self.name = name
+        self.calls = 0
+
+    def fingerprint(self) -> str:
+        return hash_json({"fake": self.name})
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name}
+
+    def score(self, queries: Sequence[str], passages: Sequence[str]) -> np.ndarray:
+        self.calls += 1
+        return np.array([self.fn(q, p) for q, p in zip(queries, passages, strict=True)], dtype=np.float32)
+
+
+class FakeIndex:
+    """An index that answers from a dict: ``runs[query_id]`` → {doc_id: score}."""
+
+    def __init__(self, runs: Run, student_fingerprint: str = "") -> None:
+        self.runs = runs
+        self.manifest: dict[str, Any] = {"kind": "fake", "student_fingerprint": student_fingerprint}
+
+    def add(self, doc_ids: Sequence[str], reps: Any) -> None:
+        raise RkdError("FakeIndex is read-only")
+
+    def search(self, query_ids: Sequence[str], query_reps: Any, k: int) -> Run:
+        out: Run = {}
+        for qid in query_ids:
+            ranked = sorted(self.runs.get(qid, {}).items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+            out[qid] = dict(ranked)
+        return out
+
+    def check_encoder(self, student_fingerprint: str) -> None:
+        fp = self.manifest["student_fingerprint"]
+        if fp and fp != student_fingerprint:
+            raise RkdError(f"fake index built with student {fp}; queries come from {student_fingerprint}")
+
+    def save(self, path: Path) -> None:
+        raise RkdError("FakeIndex cannot be saved")
+
+
+def tiny_bert_folder(path: Path, texts: Sequence[str], seed: int = 0, layers: int = 2, hidden: int = 32) -> Path:
+    """Writes a seeded random BERT (mean pooling, normalised) whose vocabulary holds every word
+    of ``texts``, as a sentence-transformers folder; returns ``path``."""
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    words = sorted({w for t in texts for w in re.findall(r"\w+|[^\w\s]", t.lower())})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    path.mkdir(parents=True, exist_ok=True)
+    hf = path / "hf"
+    hf.mkdir(exist_ok=True)
+    (hf / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=128)
+    BertModel(config).save_pretrained(hf)
+    BertTokenizerFast(vocab_file=str(hf / "vocab.txt"), do_lower_case=True).save_pretrained(hf)
+    transformer = models.Transformer(str(hf), max_seq_length=64)
+    pooling = models.Pooling(hidden, pooling_mode="mean")
+    st = SentenceTransformer(modules=[transformer, pooling, models.Normalize()], device="cpu")
+    out = path / "model"
+    st.save(str(out))
+    return out

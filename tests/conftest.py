@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+DATA = Path(__file__).parent / "data"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_beir() -> Path:
+    """A hand-made BEIR folder: 32 docs in 8 topics, 16 queries (train and test qrels)."""
+    return DATA / "tiny_beir"
+
+
+@pytest.fixture(scope="session")
+def _tiny_model_master(tmp_path_factory: pytest.TempPathFactory, tiny_beir: Path) -> Path:
+    texts = [json.loads(line)["text"] for name in ("corpus.jsonl", "queries.jsonl")
+             for line in (tiny_beir / name).read_text().splitlines()]
+    texts += [json.loads(line)["title"] for line in (tiny_beir / "corpus.jsonl").read_text().splitlines()]
+    from retrieval_kd.testing import tiny_bert_folder
+
+    return tiny_bert_folder(tmp_path_factory.mktemp("tiny"), texts, seed=0)
+
+
+@pytest.fixture
+def tiny_model(_tiny_model_master: Path, tmp_path: Path) -> Path:
+    """A seeded 2-layer BERT sentence-transformers folder, built once, copied per test."""
+    dst = tmp_path / "tiny-model"
+    shutil.copytree(_tiny_model_master, dst)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def irds_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private copy of the shared ir_datasets cache (ir_datasets writes beside the zip)."""
+    src = SHARED / "ir_datasets"
+    if not src.is_dir():
+        pytest.fail(f"shared data missing at {src}")
+    home = tmp_path_factory.mktemp("irds")
+    shutil.copytree(src, home, dirs_exist_ok=True)
+    os.environ["IR_DATASETS_HOME"] = str(home)
+    return home
