@@ -253,6 +253,7 @@ class FaissIndex:
 
     def _search_torch(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         import torch
+
         from .topk import torch_topk
 
         docs: torch.Tensor | None = self._gpu_cache

@@ -82,9 +82,10 @@ def tiny_bert_folder(path: Path, texts: Sequence[str], seed: int = 0, layers: in
     (hf / "vocab.txt").write_text("\n".join(vocab) + "\n")
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers,
-                        num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=128)
+                        num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=128,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     BertModel(config).save_pretrained(hf)
-    BertTokenizerFast(vocab_file=str(hf / "vocab.txt"), do_lower_case=True).save_pretrained(hf)
+    BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True).save_pretrained(hf)
     transformer = models.Transformer(str(hf), max_seq_length=64)
     pooling = models.Pooling(hidden, pooling_mode="mean")
     st = SentenceTransformer(modules=[transformer, pooling, models.Normalize()], device="cpu")

@@ -119,8 +119,8 @@ class DenseStudent:
         return np.asarray(out, dtype=np.float32)
 
     def _embed(self, texts: Sequence[str]) -> Tensor:
-        features = self.model.tokenize(list(texts))
-        features = {k: v.to(self.model.device) for k, v in features.items()}
+        features = self.model.preprocess(list(texts))
+        features = {k: v.to(self.model.device) if isinstance(v, Tensor) else v for k, v in features.items()}
         emb: Tensor = self.model(features)["sentence_embedding"]
         return emb
 

@@ -231,3 +231,16 @@ def test_gpu_backend_equals_cpu() -> None:
         )
     gpu.add(["extra"], 10 * docs[:1])  # the cached GPU copy must be refreshed after an add
     assert next(iter(gpu.search(["q"], docs[:1], k=1)["q"])) == "extra"
+
+
+def test_device_choices() -> None:
+    with pytest.raises(RkdError, match=r"unknown index device 'gpu'; choose from \['auto', 'cpu', 'cuda'\]"):
+        FaissIndex(dim=2, device="gpu")
+
+
+@pytest.mark.skipif(_cuda(), reason="checks the refusal on a machine without CUDA")
+def test_cuda_device_without_cuda_refuses() -> None:
+    index = FaissIndex(dim=2, device="cuda")
+    index.add(["a"], np.ones((1, 2), dtype=np.float32))
+    with pytest.raises(RkdError, match="device 'cuda' asked for"):
+        index.search(["q"], np.ones((1, 2), dtype=np.float32), k=1)

@@ -1,0 +1,66 @@
+"""Dense students: truncation, save/load as a plain sentence-transformers folder, scores."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from retrieval_kd.errors import RkdError
+from retrieval_kd.students import load_student
+from retrieval_kd.students.dense import DenseStudent, score_matrix
+
+
+def test_truncation_keeps_first_layers(tiny_model: Path) -> None:
+    full = DenseStudent.from_pretrained(str(tiny_model), device="cpu")
+    cut = DenseStudent.from_pretrained(str(tiny_model), num_layers=1, device="cpu")
+    auto = cut.model[0].auto_model
+    assert len(auto.encoder.layer) == 1 and auto.config.num_hidden_layers == 1
+    w_full = full.model[0].auto_model.encoder.layer[0].attention.self.query.weight
+    assert torch.equal(auto.encoder.layer[0].attention.self.query.weight, w_full)
+    assert cut.fingerprint() != full.fingerprint()
+    with pytest.raises(RkdError, match=r"num_layers=5 but the model has 2 layers; choose 1..2"):
+        DenseStudent.from_pretrained(str(tiny_model), num_layers=5, device="cpu")
+
+
+def test_saved_student_loads_in_plain_sentence_transformers(tiny_model: Path, tmp_path: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    student = DenseStudent.from_pretrained(str(tiny_model), num_layers=1, device="cpu")
+    texts = ["why does iron rust", "yeast makes bread dough rise"]
+    before = student.encode_queries(texts)
+    student.save(tmp_path / "s", {"note": "test"})
+    meta = json.loads((tmp_path / "s" / "rkd.json").read_text())
+    assert meta["kind"] == "dense" and meta["student_fingerprint"] == student.fingerprint()
+    assert meta["provenance"]["note"] == "test" and meta["provenance"]["num_layers"] == 1
+    plain = SentenceTransformer(str(tmp_path / "s"), device="cpu")
+    np.testing.assert_allclose(plain.encode(texts, convert_to_numpy=True), before, atol=1e-6)
+    again = load_student(tmp_path / "s", device="cpu")
+    assert again.fingerprint() == student.fingerprint()
+    np.testing.assert_allclose(again.encode_queries(texts), before, atol=1e-6)
+
+
+def test_scores_match_encodings(tiny_model: Path) -> None:
+    student = DenseStudent.from_pretrained(str(tiny_model), device="cpu")
+    q = ["why does iron rust"]
+    docs = [["paint protects steel from rust", "yeast makes bread dough rise"]]
+    with torch.no_grad():
+        s = student.scores(q, docs)
+    expected = student.encode_queries(q) @ student.encode_documents(docs[0]).T
+    assert s.shape == (1, 2)
+    np.testing.assert_allclose(s.numpy(), expected, atol=1e-5)
+
+
+def test_score_matrix_by_hand() -> None:
+    q = torch.tensor([[1.0, 0.0]])
+    d = torch.tensor([[[2.0, 0.0], [0.0, 3.0], [1.0, 1.0]]])
+    assert score_matrix(q, d, "dot").tolist() == [[2.0, 0.0, 1.0]]
+    assert score_matrix(q, d, "cosine")[0].tolist() == pytest.approx([1.0, 0.0, 2**-0.5])
+
+
+def test_missing_model_path_is_clear(tmp_path: Path) -> None:
+    with pytest.raises(RkdError, match=r"model path '.*nope' does not exist"):
+        DenseStudent.from_pretrained(str(tmp_path / "nope"))
