@@ -15,7 +15,7 @@ from retrieval_kd.config import RecipeConfig
 from retrieval_kd.errors import ConfigError
 from retrieval_kd.fingerprint import hash_json
 from retrieval_kd.io import atomic_write_json, read_json
-from retrieval_kd.progress import Progress
+from retrieval_kd.progress import Progress, ensure
 
 log = logging.getLogger(__name__)
 
@@ -96,12 +96,12 @@ class Pipeline:
         cands = Candidates.load(self.out / "mine", corpus=dataset.docs)
         teacher = build_teacher(t.kind, t.model, max_length=t.max_length, dtype=t.dtype,
                                 batch_size=t.batch_size, device=t.device)
-        store = ScoreStore.open(folder, teacher.fingerprint(), teacher.spec())  # type: ignore[attr-defined]
         pairs = cands.pairs()
-        missing = store.missing(pairs)
-        task = (self.progress.task("teacher scoring", len(missing), unit="pairs") if self.progress else None)
-        n = score_pairs(store, teacher, pairs, dataset.queries, dataset.doc_texts(), batch_size=t.batch_size * 4,
-                        progress=task.advance if task else None)
+        with ScoreStore.open(folder, teacher.fingerprint(), teacher.spec()) as store:  # type: ignore[attr-defined]
+            missing = store.missing(pairs)
+            task = ensure(self.progress).task("teacher scoring", len(missing), unit="pairs")
+            n = score_pairs(store, teacher, pairs, dataset.queries, dataset.doc_texts(),
+                            batch_size=t.batch_size * 4, progress=task.advance)
         mark_done(folder, "score", self.fp["score"])
         self.say(f"score-teacher: {n} pairs scored, {len(pairs) - n} already in the store → {folder}")
         return folder

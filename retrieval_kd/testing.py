@@ -92,3 +92,15 @@ def tiny_bert_folder(path: Path, texts: Sequence[str], seed: int = 0, layers: in
     out = path / "model"
     st.save(str(out))
     return out
+
+
+def tiny_cross_encoder_folder(path: Path, bert_folder: Path, seed: int = 0) -> Path:
+    """A seeded CrossEncoder (one logit) on the raw BERT that :func:`tiny_bert_folder` wrote
+    beside its model (``<path>/hf``), saved so every load gives the same scores."""
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    torch.manual_seed(seed)
+    ce = CrossEncoder(str(bert_folder.parent / "hf"), num_labels=1, device="cpu", max_length=64)
+    ce.save(str(path))
+    return path

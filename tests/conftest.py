@@ -45,9 +45,9 @@ def _tiny_model_master(tmp_path_factory: pytest.TempPathFactory, tiny_beir: Path
 @pytest.fixture
 def tiny_model(_tiny_model_master: Path, tmp_path: Path) -> Path:
     """A seeded 2-layer BERT sentence-transformers folder, built once, copied per test."""
-    dst = tmp_path / "tiny-model"
-    shutil.copytree(_tiny_model_master, dst)
-    return dst
+    dst = tmp_path / "tiny"
+    shutil.copytree(_tiny_model_master.parent, dst)  # the ST folder and the raw BERT beside it
+    return dst / "model"
 
 
 @pytest.fixture(scope="session")

@@ -97,9 +97,9 @@ def score_teacher(
     ds = load_dataset(dataset)
     cands = Candidates.load(candidates, corpus=ds.docs)
     t = build_teacher(teacher, model, max_length=max_length, dtype=dtype, batch_size=batch_size, device=device)
-    st = ScoreStore.open(store, t.fingerprint(), t.spec(), writer=f"shard{i}of{n}")  # type: ignore[attr-defined]
     pairs = cands.pairs()
-    with progress() as p:
+    writer = f"shard{i}of{n}"
+    with ScoreStore.open(store, t.fingerprint(), t.spec(), writer=writer) as st, progress() as p:  # type: ignore[attr-defined]
         task = p.task("teacher scoring", len(st.missing(pairs)), unit="pairs")
         scored = score_pairs(st, t, pairs, ds.queries, ds.doc_texts(), batch_size=batch_size,
                              shard=(i, n), progress=task.advance)
@@ -117,8 +117,8 @@ def import_scores(
     from retrieval_kd.scores.importers import import_scores as do_import
     from retrieval_kd.scores.store import ScoreStore
 
-    st = ScoreStore.open(store, teacher, {"kind": "imported", "source": str(path)})
-    n = do_import(st, path, fmt)
+    with ScoreStore.open(store, teacher, {"kind": "imported", "source": str(path)}) as st:
+        n = do_import(st, path, fmt)
     out.print(f"imported {n} scores → {st.path}")
 
 

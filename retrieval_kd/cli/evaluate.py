@@ -21,7 +21,7 @@ def beir(
     model: Annotated[list[str] | None, typer.Option("--model", "-m", help="student folder or hub id")] = None,
     index: Annotated[list[Path] | None, typer.Option("--index", "-i", help="index folder from `rkd index`")] = None,
     metric: Annotated[list[str] | None, typer.Option("--metric", help="repeatable")] = None,
-    k: int = 100,
+    k: Annotated[int, typer.Option("-k", "--k", help="retrieval depth")] = 100,
     factory: str = "Flat",
     max_queries: int | None = None,
     batch_size: int = 32,

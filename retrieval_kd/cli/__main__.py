@@ -1,0 +1,3 @@
+from retrieval_kd.cli import main
+
+main()

@@ -1,0 +1,176 @@
+"""The whole CLI loop on the tiny fixture: mine → score-teacher → train → index → eval beir,
+asserting outputs, numbers and exit codes; then the bad inputs users hit."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from retrieval_kd.cli import app
+from retrieval_kd.scores.store import ScoreStore
+from retrieval_kd.testing import tiny_cross_encoder_folder
+
+runner = CliRunner()
+
+
+def invoke(*args: str) -> str:
+    result = runner.invoke(app, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def recipe(path: Path, tiny_beir: Path, model: Path, loss: str = "kl") -> Path:
+    path.write_text(
+        f"""
+name = "tiny"
+[data]
+train = "{tiny_beir}:train"
+eval = "{tiny_beir}:test"
+[teacher]
+kind = "bi-encoder"
+model = "{model}"
+[mine]
+negatives = 4
+[student]
+model = "{model}"
+num_layers = 1
+[train]
+loss = "{loss}"
+loss_options = {{ student_temperature = 0.05 }}
+negatives = 3
+epochs = 3
+batch_size = 4
+lr = 3e-3
+warmup = 0.0
+[eval]
+metrics = ["ndcg@10", "recall@10", "mrr@10"]
+k = 10
+"""
+    )
+    return path
+
+
+def test_cli_loop(tiny_beir: Path, tiny_model: Path, tmp_path: Path) -> None:
+    train_ds, test_ds = f"{tiny_beir}:train", f"{tiny_beir}:test"
+    out = invoke("mine", "--dataset", train_ds, "--model", str(tiny_model), "--negatives", "4",
+                 "--out", str(tmp_path / "cands"))
+    assert "8 queries, 40 pairs" in out
+    lines = [json.loads(x) for x in (tmp_path / "cands" / "candidates.jsonl").read_text().splitlines()]
+    assert len(lines) == 8 and all(len(x["negatives"]) == 4 and len(x["positives"]) == 1 for x in lines)
+    assert all(x["positives"][0] not in x["negatives"] for x in lines)
+    manifest = json.loads((tmp_path / "cands" / "manifest.json").read_text())
+    assert manifest["negatives"] == 4 and manifest["dataset"]["id"].endswith(":train")
+
+    ce = tiny_cross_encoder_folder(tmp_path / "ce", tiny_model)
+    out = invoke("score-teacher", "--candidates", str(tmp_path / "cands"), "--dataset", train_ds,
+                 "--model", str(ce), "--teacher", "cross-encoder", "--store", str(tmp_path / "store"),
+                 "--batch-size", "8")
+    assert "scored 40 pairs" in out
+    out = invoke("score-teacher", "--candidates", str(tmp_path / "cands"), "--dataset", train_ds,
+                 "--model", str(ce), "--teacher", "cross-encoder", "--store", str(tmp_path / "store"))
+    assert "scored 0 pairs; store holds 40" in out  # never scored twice
+    store = ScoreStore.load(tmp_path / "store")
+    scores = store.scores()
+    assert len(scores) == 40 and len(set(scores.values())) > 30
+    # raw logits, not sigmoid outputs: compare with the CrossEncoder's own logit for one pair
+    from sentence_transformers import CrossEncoder
+
+    q, d = next(iter(scores))
+    from retrieval_kd.data import load_dataset
+
+    ds = load_dataset(train_ds)
+    logit = CrossEncoder(str(ce), device="cpu").predict([(ds.queries[q], ds.doc_texts()[d])],
+                                                       activation_fn=__import__("torch").nn.Identity())[0]
+    assert scores[(q, d)] == pytest.approx(float(logit), abs=1e-5)
+
+    cfg = recipe(tmp_path / "r.toml", tiny_beir, tiny_model)
+    out = invoke("train", str(cfg), "--candidates", str(tmp_path / "cands"), "--scores", str(tmp_path / "store"),
+                 "--out", str(tmp_path / "student"))
+    assert "6 steps" in out  # 8 groups × 3 epochs / batch 4
+    log = [json.loads(x) for x in (tmp_path / "student" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6] and all(math.isfinite(r["loss"]) for r in log)
+
+    out = invoke("index", "--model", str(tmp_path / "student"), "--dataset", test_ds, "--out", str(tmp_path / "ix"))
+    assert "32 docs, Flat" in out
+    ix_manifest = json.loads((tmp_path / "ix" / "manifest.json").read_text())
+    rkd_meta = json.loads((tmp_path / "student" / "rkd.json").read_text())
+    assert ix_manifest["student_fingerprint"] == rkd_meta["student_fingerprint"] and ix_manifest["count"] == 32
+
+    out = invoke("eval", "beir", "--dataset", test_ds, "--index", str(tmp_path / "ix"), "--model", str(tiny_model),
+                 "--out", str(tmp_path / "eval"), "--metric", "ndcg@10", "--metric", "recall@10", "-k", "10")
+    assert "ix" in out and "model" in out and "ndcg@10" in out
+    for name in ("ix", "model"):
+        metrics = json.loads((tmp_path / "eval" / name / "metrics.json").read_text())
+        assert metrics["queries"] == 8 and 0.0 <= metrics["metrics"]["ndcg@10"] <= 1.0
+        run_lines = (tmp_path / "eval" / name / "run.trec").read_text().splitlines()
+        assert len(run_lines) == 80 and run_lines[0].split()[3] == "1"
+    # the table row equals metrics.json to 4 decimals
+    ndcg = json.loads((tmp_path / "eval" / "ix" / "metrics.json").read_text())["metrics"]["ndcg@10"]
+    assert f"{ndcg:.4f}" in out
+
+
+def test_run_recipe_and_skip(tiny_beir: Path, tiny_model: Path, tmp_path: Path) -> None:
+    cfg = recipe(tmp_path / "r.toml", tiny_beir, tiny_model)
+    out = invoke("run", str(cfg), "--out", str(tmp_path / "run"))
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert set(report["metrics"]) == {"teacher", "student_before", "student_after"}
+    assert set(report["metrics"]["teacher"]) == {"ndcg@10", "recall@10", "mrr@10"}
+    assert f"{report['metrics']['student_after']['ndcg@10']:.4f}" in out
+    mtime = (tmp_path / "run" / "student" / "model.safetensors").stat().st_mtime_ns
+    result = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "run")], catch_exceptions=False)
+    assert result.exit_code == 0
+    assert "mine: up to date" in result.output and "train: up to date" in result.output
+    assert (tmp_path / "run" / "student" / "model.safetensors").stat().st_mtime_ns == mtime
+    assert json.loads((tmp_path / "run" / "report.json").read_text())["metrics"] == report["metrics"]
+
+
+def rkd(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "retrieval_kd.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+
+
+def test_sigkill_then_rerun_equals_uninterrupted(tiny_beir: Path, tiny_model: Path, tmp_path: Path) -> None:
+    train_ds = f"{tiny_beir}:train"
+    invoke("mine", "--dataset", train_ds, "--model", str(tiny_model), "--negatives", "20",
+           "--out", str(tmp_path / "cands"))
+    ce = tiny_cross_encoder_folder(tmp_path / "ce", tiny_model)
+    args = ["score-teacher", "--candidates", str(tmp_path / "cands"), "--dataset", train_ds, "--model", str(ce),
+            "--teacher", "cross-encoder", "--batch-size", "2"]
+    proc = rkd(*args, "--store", str(tmp_path / "killed"))
+    deadline = time.monotonic() + 120
+    parts: list[Path] = []
+    while time.monotonic() < deadline and len(parts) < 5:
+        parts = list((tmp_path / "killed").rglob("part-*.parquet"))
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    kept = sum(pq.read_metadata(p).num_rows for p in (tmp_path / "killed").rglob("part-*.parquet"))
+    assert 0 < kept < 168, kept  # 8 queries × (1 positive + 20 negatives)
+    rerun = rkd(*args, "--store", str(tmp_path / "killed"))
+    out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err
+    assert f"scored {168 - kept} pairs; store holds 168" in out
+    full = rkd(*args, "--store", str(tmp_path / "full"))
+    out, err = full.communicate(timeout=300)
+    assert full.returncode == 0, err
+    assert ScoreStore.load(tmp_path / "killed").to_table().equals(ScoreStore.load(tmp_path / "full").to_table())
+
+
+def test_help_does_not_import_heavy_libraries() -> None:
+    code = ("import sys; from retrieval_kd.cli import app; from typer.testing import CliRunner; "
+            "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0; "
+            "print(sorted(m for m in ('torch', 'transformers', 'faiss', 'ranx', 'sentence_transformers', "
+            "'pyserini', 'ir_datasets') if m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "[]"
