@@ -25,9 +25,10 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from retrieval_kd.indexes.faiss_index import FaissIndex
 from rich.console import Console
 from rich.table import Table
+
+from retrieval_kd.indexes.faiss_index import FaissIndex
 
 
 def parse_args() -> argparse.Namespace:

@@ -122,9 +122,14 @@ def main() -> None:
 
 def run(args: argparse.Namespace, tmp: Path, console: Console) -> None:
     import torch
-    from retrieval_kd.teachers import build_teacher
 
-    from retrieval_kd.scores.store import ScoreStore, score_pairs
+    from retrieval_kd.scores.store import ScoreStore
+
+    try:  # score_pairs moved from scores/store.py to scores/scoring.py
+        from retrieval_kd.scores.scoring import score_pairs
+    except ImportError:
+        from retrieval_kd.scores.store import score_pairs  # type: ignore[attr-defined,no-redef]
+    from retrieval_kd.teachers import build_teacher
     from retrieval_kd.types import Pair
 
     if args.threads:

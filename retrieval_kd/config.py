@@ -7,10 +7,11 @@ fields, and values of the wrong type, are refused with the file, the field and t
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
+
+import tomllib
 
 from retrieval_kd.errors import ConfigError
 from retrieval_kd.fingerprint import hash_json
@@ -38,6 +39,7 @@ class MineConfigSection:
     negatives: int = 30
     factory: str = "Flat"
     batch_size: int = 32
+    max_seq_length: int | None = None
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,9 @@ def load_config(path: Path) -> RecipeConfig:
     name = raw.pop("name", path.stem)
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
-        raise ConfigError(f"{path}: unknown section(s) {unknown}; valid sections: {sorted(SECTIONS)} and 'name'")
+        raise ConfigError(
+            f"{path}: unknown section(s) {unknown}; valid sections: {sorted(SECTIONS)} and 'name'"
+        )
     sections = {}
     for key, cls in SECTIONS.items():
         value = raw.get(key, {})
@@ -197,5 +201,6 @@ def validate(config: RecipeConfig, path: Path | str) -> None:
         raise ConfigError(f"{path}: [train].negative_pool must be >= negatives ({config.train.negatives})")
     if config.mine.negatives < config.train.negatives:
         raise ConfigError(
-            f"{path}: [mine].negatives ({config.mine.negatives}) < [train].negatives ({config.train.negatives})"
+            f"{path}: [mine].negatives ({config.mine.negatives}) is below "
+            f"[train].negatives ({config.train.negatives})"
         )

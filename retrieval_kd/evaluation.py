@@ -17,11 +17,12 @@ class EvalResult:
     name: str
     metrics: dict[str, float]
     run: Run
-    index_path: str | None = None
+    index: Any = None
 
 
-def retrieve(student: Any, index: Any, dataset: Dataset, k: int, max_queries: int | None = None,
-             batch_size: int = 32) -> Run:
+def retrieve(
+    student: Any, index: Any, dataset: Dataset, k: int, max_queries: int | None = None, batch_size: int = 32
+) -> Run:
     """Runs every query of ``dataset`` through ``student`` and ``index``."""
     from retrieval_kd.api import Retriever
 
@@ -67,4 +68,4 @@ def evaluate_system(
                 "metrics": scores,
             },
         )
-    return EvalResult(name, scores, run)
+    return EvalResult(name, scores, run, index)

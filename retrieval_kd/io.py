@@ -74,10 +74,14 @@ def iter_jsonl(path: Path, required: tuple[str, ...] = ()) -> Iterator[dict[str,
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: malformed JSON line ({e.msg} at column {e.colno})") from None
+                raise DataError(
+                    f"{path}:{lineno}: malformed JSON line ({e.msg} at column {e.colno})"
+                ) from None
             if not isinstance(record, dict):
                 raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
             missing = [k for k in required if k not in record]
             if missing:
-                raise DataError(f"{path}:{lineno}: missing field(s) {missing}; a record needs {list(required)}")
+                raise DataError(
+                    f"{path}:{lineno}: missing field(s) {missing}; a record needs {list(required)}"
+                )
             yield record

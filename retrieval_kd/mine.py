@@ -19,8 +19,13 @@ class MineConfig:
     batch_size: int = 32
 
 
-def build_dense_index(student: Any, dataset: Dataset, factory: str = "Flat", batch_size: int = 32,
-                      progress: Progress | None = None) -> Any:
+def build_dense_index(
+    student: Any,
+    dataset: Dataset,
+    factory: str = "Flat",
+    batch_size: int = 32,
+    progress: Progress | None = None,
+) -> Any:
     """Encodes ``dataset``'s corpus with ``student`` into a FAISS index stamped with its fingerprint."""
     from retrieval_kd.indexes.faiss_index import FaissIndex
 

@@ -33,7 +33,9 @@ def offline_folder(name: str) -> Path | None:
 
 
 def _looks_like_path(name: str) -> bool:
-    return name.startswith((".", "/", "~")) or os.sep in name.strip("/").split("/", 1)[-1] or name.count("/") > 1
+    return (
+        name.startswith((".", "/", "~")) or os.sep in name.strip("/").split("/", 1)[-1] or name.count("/") > 1
+    )
 
 
 def resolve_model(name: str) -> str:

@@ -43,28 +43,41 @@ def retriever_model(config: RecipeConfig) -> str:
 class Pipeline:
     """The recipe's stages over one output folder; each stage is a method, callable alone."""
 
-    def __init__(self, config: RecipeConfig, out: Path, progress: Progress | None = None,
-                 say: Callable[[str], None] = log.info) -> None:
+    def __init__(
+        self,
+        config: RecipeConfig,
+        out: Path,
+        progress: Progress | None = None,
+        say: Callable[[str], None] = log.info,
+    ) -> None:
         self.config = config
         self.out = out
         self.progress = progress
         self.say = say
         c = config
         self.fp: dict[str, str] = {}
-        self.fp["mine"] = hash_json({"data": c.data.train, "mine": asdict(c.mine), "model": retriever_model(c)})
+        self.fp["mine"] = hash_json(
+            {"data": c.data.train, "mine": asdict(c.mine), "model": retriever_model(c)}
+        )
         self.fp["score"] = hash_json({"mine": self.fp["mine"], "teacher": asdict(c.teacher)})
         self.fp["init"] = hash_json({"student": asdict(c.student)})
-        self.fp["train"] = hash_json({"score": self.fp["score"], "init": self.fp["init"], "train": asdict(c.train)})
+        self.fp["train"] = hash_json(
+            {"score": self.fp["score"], "init": self.fp["init"], "train": asdict(c.train)}
+        )
         for system, upstream in (("teacher", "mine"), ("student_before", "init"), ("student_after", "train")):
             self.fp[f"eval-{system}"] = hash_json(
-                {"up": self.fp[upstream], "data": c.data.eval, "eval": asdict(c.eval), "index": asdict(c.index)}
+                {
+                    "up": self.fp[upstream],
+                    "data": c.data.eval,
+                    "eval": asdict(c.eval),
+                    "index": asdict(c.index),
+                }
             )
 
     # -- stages -----------------------------------------------------------------------------
     def mine(self) -> Path:
         from retrieval_kd.data import load_dataset
         from retrieval_kd.mine import MineConfig, mine
-        from retrieval_kd.students.dense import DenseStudent
 
         folder = self.out / "mine"
         if stage_done(folder, self.fp["mine"]):
@@ -72,9 +85,10 @@ class Pipeline:
             return folder
         c = self.config.mine
         dataset = load_dataset(self.config.data.train)
-        retriever = DenseStudent.from_pretrained(retriever_model(self.config))
-        cands, index = mine(dataset, retriever, MineConfig(c.negatives, c.factory, c.batch_size),
-                            progress=self.progress)
+        retriever = self._retriever()
+        cands, index = mine(
+            dataset, retriever, MineConfig(c.negatives, c.factory, c.batch_size), progress=self.progress
+        )
         cands.save(folder)
         index.save(folder / "index")
         mark_done(folder, "mine", self.fp["mine"])
@@ -84,7 +98,8 @@ class Pipeline:
     def score(self) -> Path:
         from retrieval_kd.data import load_dataset
         from retrieval_kd.data.candidates import Candidates
-        from retrieval_kd.scores.store import ScoreStore, score_pairs
+        from retrieval_kd.scores.scoring import score_pairs
+        from retrieval_kd.scores.store import ScoreStore
         from retrieval_kd.teachers import build_teacher
 
         folder = self.out / "scores"
@@ -94,14 +109,22 @@ class Pipeline:
         t = self.config.teacher
         dataset = load_dataset(self.config.data.train)
         cands = Candidates.load(self.out / "mine", corpus=dataset.docs)
-        teacher = build_teacher(t.kind, t.model, max_length=t.max_length, dtype=t.dtype,
-                                batch_size=t.batch_size, device=t.device)
+        teacher = build_teacher(
+            t.kind, t.model, max_length=t.max_length, dtype=t.dtype, batch_size=t.batch_size, device=t.device
+        )
         pairs = cands.pairs()
         with ScoreStore.open(folder, teacher.fingerprint(), teacher.spec()) as store:  # type: ignore[attr-defined]
             missing = store.missing(pairs)
             task = ensure(self.progress).task("teacher scoring", len(missing), unit="pairs")
-            n = score_pairs(store, teacher, pairs, dataset.queries, dataset.doc_texts(),
-                            batch_size=t.batch_size * 4, progress=task.advance)
+            n = score_pairs(
+                store,
+                teacher,
+                pairs,
+                dataset.queries,
+                dataset.doc_texts(),
+                batch_size=8 * t.batch_size,
+                progress=task.advance,
+            )
         mark_done(folder, "score", self.fp["score"])
         self.say(f"score-teacher: {n} pairs scored, {len(pairs) - n} already in the store → {folder}")
         return folder
@@ -134,13 +157,32 @@ class Pipeline:
         store = ScoreStore.load(self.out / "scores", self._teacher_fingerprint())
         student = load_student(self.init_student())
         train_log = train_student(
-            student, cands, store, dataset.queries, dataset.doc_texts(), self.config.train, folder,
-            provenance={"recipe": self.config.source, "data": dataset.fingerprint(), "config": asdict(self.config)},
+            student,
+            cands,
+            store,
+            dataset.queries,
+            dataset.doc_texts(),
+            self.config.train,
+            folder,
+            provenance={
+                "recipe": self.config.source,
+                "data": dataset.fingerprint(),
+                "config": asdict(self.config),
+            },
             progress=self.progress,
         )
         mark_done(folder, "train", self.fp["train"])
-        self.say(f"train: {len(train_log)} steps, loss {train_log[0]['loss']:.4f} → {train_log[-1]['loss']:.4f}")
+        self.say(
+            f"train: {len(train_log)} steps, loss {train_log[0]['loss']:.4f} → {train_log[-1]['loss']:.4f}"
+        )
         return folder
+
+    def _retriever(self) -> Any:
+        from retrieval_kd.students.dense import DenseStudent
+
+        return DenseStudent.from_pretrained(
+            retriever_model(self.config), max_seq_length=self.config.mine.max_seq_length
+        )
 
     def _teacher_fingerprint(self) -> str | None:
         from retrieval_kd.scores.store import ScoreStore
@@ -154,7 +196,6 @@ class Pipeline:
         from retrieval_kd.indexes import load_index
         from retrieval_kd.mine import corpus_fingerprint
         from retrieval_kd.students import load_student
-        from retrieval_kd.students.dense import DenseStudent
 
         folder = self.out / "eval" / system
         key = f"eval-{system}"
@@ -166,20 +207,34 @@ class Pipeline:
         if system == "teacher":
             # A bi-encoder teacher is evaluated as the dense retriever it is; with a cross-encoder
             # teacher this row is the first-stage retriever that mined its candidates.
-            student: Any = DenseStudent.from_pretrained(retriever_model(self.config))
+            student: Any = self._retriever()
             mined = self.out / "mine" / "index"
             if (mined / "manifest.json").is_file():
                 candidate = load_index(mined)
-                same = (candidate.manifest.get("corpus") == corpus_fingerprint(dataset)
-                        and candidate.manifest.get("student_fingerprint") == student.fingerprint()
-                        and candidate.manifest.get("factory") == self.config.index.factory)
+                same = (
+                    candidate.manifest.get("corpus") == corpus_fingerprint(dataset)
+                    and candidate.manifest.get("student_fingerprint") == student.fingerprint()
+                    and candidate.manifest.get("factory") == self.config.index.factory
+                )
                 index = candidate if same else None
         else:
             student = load_student(self.out / ("student-init" if system == "student_before" else "student"))
         e = self.config.eval
-        result = evaluate_system(system, student, dataset, e.metrics, e.k, folder, index=index,
-                                 factory=self.config.index.factory, max_queries=e.max_queries,
-                                 batch_size=self.config.index.batch_size, progress=self.progress)
+        result = evaluate_system(
+            system,
+            student,
+            dataset,
+            e.metrics,
+            e.k,
+            folder,
+            index=index,
+            factory=self.config.index.factory,
+            max_queries=e.max_queries,
+            batch_size=self.config.index.batch_size,
+            progress=self.progress,
+        )
+        if index is None:  # keep the index this evaluation built: `rkd serve` and Retriever use it
+            result.index.save(self.out / "index" / system)
         mark_done(folder, key, self.fp[key])
         self.say(f"eval {system}: " + ", ".join(f"{m} {v:.4f}" for m, v in result.metrics.items()))
         return result.metrics

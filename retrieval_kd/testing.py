@@ -67,12 +67,14 @@ class FakeIndex:
         raise RkdError("FakeIndex cannot be saved")
 
 
-def tiny_bert_folder(path: Path, texts: Sequence[str], seed: int = 0, layers: int = 2, hidden: int = 32) -> Path:
+def tiny_bert_folder(
+    path: Path, texts: Sequence[str], seed: int = 0, layers: int = 2, hidden: int = 32
+) -> Path:
     """Writes a seeded random BERT (mean pooling, normalised) whose vocabulary holds every word
     of ``texts``, as a sentence-transformers folder; returns ``path``."""
     import torch
-    from sentence_transformers import SentenceTransformer, models
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from sentence_transformers import SentenceTransformer, models  # type: ignore[attr-defined]
+    from transformers import BertConfig, BertModel, BertTokenizerFast  # type: ignore[attr-defined]
 
     words = sorted({w for t in texts for w in re.findall(r"\w+|[^\w\s]", t.lower())})
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
@@ -81,9 +83,16 @@ def tiny_bert_folder(path: Path, texts: Sequence[str], seed: int = 0, layers: in
     hf.mkdir(exist_ok=True)
     (hf / "vocab.txt").write_text("\n".join(vocab) + "\n")
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers,
-                        num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=128,
-                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=128,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     BertModel(config).save_pretrained(hf)
     BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True).save_pretrained(hf)
     transformer = models.Transformer(str(hf), max_seq_length=64)

@@ -34,8 +34,8 @@ class BiEncoderTeacher:
         from sentence_transformers import SentenceTransformer
 
         torch_dtype(dtype)
-        self.name = model
-        self.path = resolve_model(model)
+        self.name = str(model)
+        self.path = resolve_model(str(model))
         self.device = pick_device(device)
         self.dtype = dtype
         self.batch_size = batch_size

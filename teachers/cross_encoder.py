@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from retrieval_kd.errors import RkdError
 from retrieval_kd.fingerprint import hash_json, hash_model_dir
 from retrieval_kd.models import pick_device, resolve_model, torch_dtype
 
@@ -23,6 +24,21 @@ def autocast(device: str, dtype: str) -> Iterator[None]:
 
     with torch.autocast(device_type=device.split(":")[0], dtype=torch_dtype(dtype)):
         yield
+
+
+def require_classifier_head(path: Path) -> None:
+    """A backbone without a trained classification head would get a fresh random head on every
+    load: its scores would be noise and differ between runs under one fingerprint. Refuse it."""
+    import json
+
+    config = path / "config.json"
+    archs = json.loads(config.read_text()).get("architectures") or [] if config.is_file() else []
+    if not any(a.endswith("ForSequenceClassification") for a in archs):
+        raise RkdError(
+            f"{path} is not a cross-encoder: its config.json names {archs or 'no architecture'}, not a "
+            "*ForSequenceClassification head, so its scores would be random. Train a cross-encoder "
+            "from it first (sentence-transformers CrossEncoderTrainer) or pass a CrossEncoder folder"
+        )
 
 
 class CrossEncoderTeacher:
@@ -53,8 +69,9 @@ class CrossEncoderTeacher:
         from sentence_transformers import CrossEncoder
 
         torch_dtype(dtype)  # validates the name before the slow load
-        self.name = model
-        self.path = resolve_model(model)
+        self.name = str(model)
+        self.path = resolve_model(str(model))
+        require_classifier_head(Path(self.path))
         self.device = pick_device(device)
         self.dtype = dtype
         self.batch_size = batch_size

@@ -15,6 +15,24 @@ DATA = Path(__file__).parent / "data"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """ir_datasets reads IR_DATASETS_HOME once, at import, and writes its docstore beside the
+    data: point it at a private temporary copy of the shared cache before anything imports it."""
+    import tempfile
+
+    home = Path(tempfile.mkdtemp(prefix="rkd-irds-"))
+    if (SHARED / "ir_datasets").is_dir():
+        shutil.copytree(SHARED / "ir_datasets", home, dirs_exist_ok=True)
+    os.environ["IR_DATASETS_HOME"] = str(home)
+    config._rkd_irds_home = home  # type: ignore[attr-defined]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    home = getattr(config, "_rkd_irds_home", None)
+    if home is not None:
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     import torch
 
@@ -34,8 +52,11 @@ def tiny_beir() -> Path:
 
 @pytest.fixture(scope="session")
 def _tiny_model_master(tmp_path_factory: pytest.TempPathFactory, tiny_beir: Path) -> Path:
-    texts = [json.loads(line)["text"] for name in ("corpus.jsonl", "queries.jsonl")
-             for line in (tiny_beir / name).read_text().splitlines()]
+    texts = [
+        json.loads(line)["text"]
+        for name in ("corpus.jsonl", "queries.jsonl")
+        for line in (tiny_beir / name).read_text().splitlines()
+    ]
     texts += [json.loads(line)["title"] for line in (tiny_beir / "corpus.jsonl").read_text().splitlines()]
     from retrieval_kd.testing import tiny_bert_folder
 
@@ -51,12 +72,9 @@ def tiny_model(_tiny_model_master: Path, tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def irds_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A private copy of the shared ir_datasets cache (ir_datasets writes beside the zip)."""
-    src = SHARED / "ir_datasets"
-    if not src.is_dir():
-        pytest.fail(f"shared data missing at {src}")
-    home = tmp_path_factory.mktemp("irds")
-    shutil.copytree(src, home, dirs_exist_ok=True)
-    os.environ["IR_DATASETS_HOME"] = str(home)
+def irds_home() -> Path:
+    """The private copy of the shared ir_datasets cache made in pytest_configure."""
+    home = Path(os.environ["IR_DATASETS_HOME"])
+    if not (home / "beir" / "scifact" / "source.zip").is_file():
+        pytest.fail(f"shared data missing: expected {SHARED / 'ir_datasets'} beside the repo")
     return home

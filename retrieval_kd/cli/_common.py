@@ -35,7 +35,6 @@ def cli_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@contextmanager
 def quiet_libraries() -> None:
     """rkd draws its own progress; the libraries' tqdm bars and info lines would interleave."""
     import os

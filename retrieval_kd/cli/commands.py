@@ -84,25 +84,39 @@ def score_teacher(
     max_length: int | None = None,
     dtype: str = "float32",
     device: str = "auto",
+    part_size: Annotated[
+        int, typer.Option(help="pairs per stored part: at most this is lost on a crash")
+    ] = 512,
     shard: Annotated[str | None, typer.Option(help="I/N: score one shard (default from torchrun)")] = None,
 ) -> None:
     """Score candidates with a teacher into the score store; only missing pairs are scored."""
     from retrieval_kd.data import load_dataset
     from retrieval_kd.data.candidates import Candidates
-    from retrieval_kd.scores.store import ScoreStore, score_pairs
+    from retrieval_kd.scores.scoring import score_pairs
+    from retrieval_kd.scores.store import ScoreStore
     from retrieval_kd.teachers import TEACHERS, build_teacher
 
     TEACHERS.check(teacher)
     i, n = _shard(shard)
     ds = load_dataset(dataset)
     cands = Candidates.load(candidates, corpus=ds.docs)
-    t = build_teacher(teacher, model, max_length=max_length, dtype=dtype, batch_size=batch_size, device=device)
+    t = build_teacher(
+        teacher, model, max_length=max_length, dtype=dtype, batch_size=batch_size, device=device
+    )
     pairs = cands.pairs()
     writer = f"shard{i}of{n}"
     with ScoreStore.open(store, t.fingerprint(), t.spec(), writer=writer) as st, progress() as p:  # type: ignore[attr-defined]
         task = p.task("teacher scoring", len(st.missing(pairs)), unit="pairs")
-        scored = score_pairs(st, t, pairs, ds.queries, ds.doc_texts(), batch_size=batch_size,
-                             shard=(i, n), progress=task.advance)
+        scored = score_pairs(
+            st,
+            t,
+            pairs,
+            ds.queries,
+            ds.doc_texts(),
+            batch_size=batch_size,
+            shard=(i, n),
+            progress=task.advance,
+        )
     out.print(f"teacher {t.fingerprint()}: scored {scored} pairs; store holds {len(st)} → {st.path}")
 
 
@@ -111,7 +125,9 @@ def import_scores(
     path: Annotated[Path, typer.Argument(help="score file: TSV (qid, docid, score), TREC run or JSONL")],
     store: Annotated[Path, typer.Option(help="score store root")],
     teacher: Annotated[str, typer.Option(help="a name for the teacher that made the file (its fingerprint)")],
-    fmt: Annotated[str | None, typer.Option("--format", help="jsonl, trec or tsv (default: by extension)")] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="jsonl, trec or tsv (default: by extension)")
+    ] = None,
 ) -> None:
     """Import a shared score file into the store under a teacher name."""
     from retrieval_kd.scores.importers import import_scores as do_import
@@ -129,7 +145,9 @@ def train(
     scores: Annotated[Path, typer.Option(help="score store root")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="student folder to write")],
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="default: [data].train")] = None,
-    teacher: Annotated[str | None, typer.Option(help="teacher fingerprint, if the store holds several")] = None,
+    teacher: Annotated[
+        str | None, typer.Option(help="teacher fingerprint, if the store holds several")
+    ] = None,
 ) -> None:
     """Train a student from the score store with a score-space loss."""
     from dataclasses import asdict
@@ -148,9 +166,17 @@ def train(
     s = cfg.student
     student = build_student(s.kind, s.model, num_layers=s.num_layers, max_seq_length=s.max_seq_length)
     with progress() as p:
-        log = train_student(student, cands, st, ds.queries, ds.doc_texts(), cfg.train, out_dir,
-                            provenance={"recipe": str(config), "data": ds.fingerprint(), "config": asdict(cfg)},
-                            progress=p)
+        log = train_student(
+            student,
+            cands,
+            st,
+            ds.queries,
+            ds.doc_texts(),
+            cfg.train,
+            out_dir,
+            provenance={"recipe": str(config), "data": ds.fingerprint(), "config": asdict(cfg)},
+            progress=p,
+        )
     out.print(f"{len(log)} steps, loss {log[0]['loss']:.4f} → {log[-1]['loss']:.4f}; student → {out_dir}")
 
 
@@ -159,7 +185,9 @@ def index(
     model: ModelOpt,
     dataset: DatasetOpt,
     out_dir: Annotated[Path, typer.Option("--out", "-o")],
-    factory: Annotated[str, typer.Option(help="faiss index_factory string: Flat, IVF256,PQ32, HNSW32")] = "Flat",
+    factory: Annotated[
+        str, typer.Option(help="faiss index_factory string: Flat, IVF256,PQ32, HNSW32")
+    ] = "Flat",
     batch_size: int = 32,
 ) -> None:
     """Encode a corpus with a student into a FAISS index (GPU when faiss or torch sees one)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -19,7 +19,9 @@ def beir(
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="ir_datasets id or BEIR folder[:split]")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="writes <name>/run.trec, metrics.json")],
     model: Annotated[list[str] | None, typer.Option("--model", "-m", help="student folder or hub id")] = None,
-    index: Annotated[list[Path] | None, typer.Option("--index", "-i", help="index folder from `rkd index`")] = None,
+    index: Annotated[
+        list[Path] | None, typer.Option("--index", "-i", help="index folder from `rkd index`")
+    ] = None,
     metric: Annotated[list[str] | None, typer.Option("--metric", help="repeatable")] = None,
     k: Annotated[int, typer.Option("-k", "--k", help="retrieval depth")] = 100,
     factory: str = "Flat",
@@ -40,20 +42,33 @@ def beir(
     if not model and not index:
         raise RkdError("give at least one --model or --index")
     ds = load_dataset(dataset)
-    systems = []
+    systems: list[tuple[str, Any, Any]] = []
     for m in model or []:
         systems.append((Path(m).name or m, load_student(m), None))
     for ix in index or []:
         idx = load_index(ix)
         student_path = idx.manifest.get("student_path")
         if not student_path:
-            raise RkdError(f"{ix}: the index does not record its student; pass it with --model and no --index")
+            raise RkdError(
+                f"{ix}: the index does not record its student; pass it with --model and no --index"
+            )
         systems.append((ix.name, load_student(student_path), idx))
     rows = {}
     with progress() as p:
         for name, student, idx in systems:
-            result = evaluate_system(name, student, ds, metrics, k, out_dir / name, index=idx, factory=factory,
-                                     max_queries=max_queries, batch_size=batch_size, progress=p)
+            result = evaluate_system(
+                name,
+                student,
+                ds,
+                metrics,
+                k,
+                out_dir / name,
+                index=idx,
+                factory=factory,
+                max_queries=max_queries,
+                batch_size=batch_size,
+                progress=p,
+            )
             rows[name] = result.metrics
             say(f"{name}: run → {out_dir / name / 'run.trec'}")
     out.print(metrics_table(rows, list(metrics)))

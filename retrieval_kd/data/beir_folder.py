@@ -17,7 +17,9 @@ class BeirFolder(Dataset):
         self.id = f"{root}:{split}"
         for name in ("corpus.jsonl", "queries.jsonl"):
             if not (root / name).is_file():
-                raise DataError(f"{root}: not a BEIR folder (no {name}); expected corpus.jsonl, queries.jsonl, qrels/")
+                raise DataError(
+                    f"{root}: not a BEIR folder (no {name}); expected corpus.jsonl, queries.jsonl, qrels/"
+                )
         if not self.qrels_path.is_file():
             splits = sorted(p.stem for p in (root / "qrels").glob("*.tsv"))
             raise DataError(f"{root}: no qrels for split {split!r}; splits here: {splits}")
@@ -27,7 +29,9 @@ class BeirFolder(Dataset):
         return self.root / "qrels" / f"{self.split}.tsv"
 
     def _read_queries(self) -> dict[str, str]:
-        return {str(r["_id"]): str(r["text"]) for r in iter_jsonl(self.root / "queries.jsonl", ("_id", "text"))}
+        return {
+            str(r["_id"]): str(r["text"]) for r in iter_jsonl(self.root / "queries.jsonl", ("_id", "text"))
+        }
 
     def _read_docs(self) -> dict[str, Doc]:
         return {
@@ -46,7 +50,9 @@ class BeirFolder(Dataset):
                 if not line.strip():
                     continue
                 if len(cols) != 3:
-                    raise DataError(f"{path}:{lineno}: expected 3 tab-separated columns query-id, corpus-id, score")
+                    raise DataError(
+                        f"{path}:{lineno}: expected 3 tab-separated columns query-id, corpus-id, score"
+                    )
                 try:
                     rel = int(cols[2])
                 except ValueError:

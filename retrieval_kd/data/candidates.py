@@ -42,7 +42,9 @@ class Candidates:
 
     def save(self, folder: Path) -> None:
         lines = "".join(
-            json.dumps({"query_id": c.query_id, "positives": list(c.positives), "negatives": list(c.negatives)})
+            json.dumps(
+                {"query_id": c.query_id, "positives": list(c.positives), "negatives": list(c.negatives)}
+            )
             + "\n"
             for c in self.items
         )
@@ -58,12 +60,15 @@ class Candidates:
         manifest = read_json(manifest_path) if manifest_path.is_file() else {}
         items = []
         for lineno, rec in enumerate(iter_jsonl(path, ("query_id", "positives", "negatives")), start=1):
-            cand = Candidate(str(rec["query_id"]), tuple(map(str, rec["positives"])), tuple(map(str, rec["negatives"])))
+            cand = Candidate(
+                str(rec["query_id"]), tuple(map(str, rec["positives"])), tuple(map(str, rec["negatives"]))
+            )
             if corpus is not None:
                 for doc_id in (*cand.positives, *cand.negatives):
                     if doc_id not in corpus:
                         raise DataError(
-                            f"{path}:{lineno}: doc id {doc_id!r} (query {cand.query_id!r}) is not in the corpus"
+                            f"{path}:{lineno}: doc id {doc_id!r} (query {cand.query_id!r}) "
+                            "is not in the corpus"
                         )
             items.append(cand)
         if not items:

@@ -38,7 +38,9 @@ class IrDataset(Dataset):
         self.id = dataset_id
         for what in ("queries", "docs", "qrels"):
             if not getattr(self._ds, f"has_{what}")():
-                raise DataError(f"dataset {dataset_id!r} has no {what}; pick a split such as {dataset_id}/test")
+                raise DataError(
+                    f"dataset {dataset_id!r} has no {what}; pick a split such as {dataset_id}/test"
+                )
 
     def _read_queries(self) -> dict[str, str]:
         return {q.query_id: q.text for q in self._ds.queries_iter()}
@@ -53,4 +55,8 @@ class IrDataset(Dataset):
         return qrels
 
     def fingerprint(self) -> dict[str, object]:
-        return {**super().fingerprint(), "source": "ir_datasets", "home": os.environ.get("IR_DATASETS_HOME", "")}
+        return {
+            **super().fingerprint(),
+            "source": "ir_datasets",
+            "home": os.environ.get("IR_DATASETS_HOME", ""),
+        }

@@ -80,7 +80,9 @@ def train_student(
     from retrieval_kd.losses import build_loss
 
     epochs = max(1, int(-(-config.epochs // 1)))
-    datasets = [make_dataset(build_groups(candidates, store, config, e), queries, docs) for e in range(epochs)]
+    datasets = [
+        make_dataset(build_groups(candidates, store, config, e), queries, docs) for e in range(epochs)
+    ]
     dataset = concatenate_datasets(datasets) if len(datasets) > 1 else datasets[0]
     if config.epochs != epochs:  # fractional epochs: keep the leading share
         dataset = dataset.select(range(int(len(dataset) * config.epochs / epochs)))
@@ -91,10 +93,18 @@ def train_student(
     task = ensure(progress).task("training", total, unit="steps")
 
     class _Log(TrainerCallback):  # type: ignore[misc]
-        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kw: Any) -> None:
+        def on_log(
+            self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kw: Any
+        ) -> None:
             if logs and "loss" in logs:
-                log.append({"step": state.global_step, "epoch": float(state.epoch or 0), "loss": float(logs["loss"]),
-                            "lr": float(logs.get("learning_rate", 0.0))})
+                log.append(
+                    {
+                        "step": state.global_step,
+                        "epoch": float(state.epoch or 0),
+                        "loss": float(logs["loss"]),
+                        "lr": float(logs.get("learning_rate", 0.0)),
+                    }
+                )
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             task.advance(1)
@@ -145,7 +155,7 @@ def train_student(
     return log
 
 
-def ScoreLoss(student: Any, loss: Any) -> Any:  # noqa: N802 - reads as the class it builds
+def ScoreLoss(student: Any, loss: Any) -> Any:
     from retrieval_kd.train.adapter import ScoreSpaceLoss
 
     return ScoreSpaceLoss(student.model, loss, similarity=student.similarity)

@@ -62,8 +62,17 @@ k = 10
 
 def test_cli_loop(tiny_beir: Path, tiny_model: Path, tmp_path: Path) -> None:
     train_ds, test_ds = f"{tiny_beir}:train", f"{tiny_beir}:test"
-    out = invoke("mine", "--dataset", train_ds, "--model", str(tiny_model), "--negatives", "4",
-                 "--out", str(tmp_path / "cands"))
+    out = invoke(
+        "mine",
+        "--dataset",
+        train_ds,
+        "--model",
+        str(tiny_model),
+        "--negatives",
+        "4",
+        "--out",
+        str(tmp_path / "cands"),
+    )
     assert "8 queries, 40 pairs" in out
     lines = [json.loads(x) for x in (tmp_path / "cands" / "candidates.jsonl").read_text().splitlines()]
     assert len(lines) == 8 and all(len(x["negatives"]) == 4 and len(x["positives"]) == 1 for x in lines)
@@ -72,12 +81,35 @@ def test_cli_loop(tiny_beir: Path, tiny_model: Path, tmp_path: Path) -> None:
     assert manifest["negatives"] == 4 and manifest["dataset"]["id"].endswith(":train")
 
     ce = tiny_cross_encoder_folder(tmp_path / "ce", tiny_model)
-    out = invoke("score-teacher", "--candidates", str(tmp_path / "cands"), "--dataset", train_ds,
-                 "--model", str(ce), "--teacher", "cross-encoder", "--store", str(tmp_path / "store"),
-                 "--batch-size", "8")
+    out = invoke(
+        "score-teacher",
+        "--candidates",
+        str(tmp_path / "cands"),
+        "--dataset",
+        train_ds,
+        "--model",
+        str(ce),
+        "--teacher",
+        "cross-encoder",
+        "--store",
+        str(tmp_path / "store"),
+        "--batch-size",
+        "8",
+    )
     assert "scored 40 pairs" in out
-    out = invoke("score-teacher", "--candidates", str(tmp_path / "cands"), "--dataset", train_ds,
-                 "--model", str(ce), "--teacher", "cross-encoder", "--store", str(tmp_path / "store"))
+    out = invoke(
+        "score-teacher",
+        "--candidates",
+        str(tmp_path / "cands"),
+        "--dataset",
+        train_ds,
+        "--model",
+        str(ce),
+        "--teacher",
+        "cross-encoder",
+        "--store",
+        str(tmp_path / "store"),
+    )
     assert "scored 0 pairs; store holds 40" in out  # never scored twice
     store = ScoreStore.load(tmp_path / "store")
     scores = store.scores()
@@ -89,25 +121,54 @@ def test_cli_loop(tiny_beir: Path, tiny_model: Path, tmp_path: Path) -> None:
     from retrieval_kd.data import load_dataset
 
     ds = load_dataset(train_ds)
-    logit = CrossEncoder(str(ce), device="cpu").predict([(ds.queries[q], ds.doc_texts()[d])],
-                                                       activation_fn=__import__("torch").nn.Identity())[0]
+    logit = CrossEncoder(str(ce), device="cpu").predict(
+        [(ds.queries[q], ds.doc_texts()[d])], activation_fn=__import__("torch").nn.Identity()
+    )[0]
     assert scores[(q, d)] == pytest.approx(float(logit), abs=1e-5)
 
     cfg = recipe(tmp_path / "r.toml", tiny_beir, tiny_model)
-    out = invoke("train", str(cfg), "--candidates", str(tmp_path / "cands"), "--scores", str(tmp_path / "store"),
-                 "--out", str(tmp_path / "student"))
+    out = invoke(
+        "train",
+        str(cfg),
+        "--candidates",
+        str(tmp_path / "cands"),
+        "--scores",
+        str(tmp_path / "store"),
+        "--out",
+        str(tmp_path / "student"),
+    )
     assert "6 steps" in out  # 8 groups × 3 epochs / batch 4
     log = [json.loads(x) for x in (tmp_path / "student" / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6] and all(math.isfinite(r["loss"]) for r in log)
 
-    out = invoke("index", "--model", str(tmp_path / "student"), "--dataset", test_ds, "--out", str(tmp_path / "ix"))
+    out = invoke(
+        "index", "--model", str(tmp_path / "student"), "--dataset", test_ds, "--out", str(tmp_path / "ix")
+    )
     assert "32 docs, Flat" in out
     ix_manifest = json.loads((tmp_path / "ix" / "manifest.json").read_text())
     rkd_meta = json.loads((tmp_path / "student" / "rkd.json").read_text())
-    assert ix_manifest["student_fingerprint"] == rkd_meta["student_fingerprint"] and ix_manifest["count"] == 32
+    assert (
+        ix_manifest["student_fingerprint"] == rkd_meta["student_fingerprint"] and ix_manifest["count"] == 32
+    )
 
-    out = invoke("eval", "beir", "--dataset", test_ds, "--index", str(tmp_path / "ix"), "--model", str(tiny_model),
-                 "--out", str(tmp_path / "eval"), "--metric", "ndcg@10", "--metric", "recall@10", "-k", "10")
+    out = invoke(
+        "eval",
+        "beir",
+        "--dataset",
+        test_ds,
+        "--index",
+        str(tmp_path / "ix"),
+        "--model",
+        str(tiny_model),
+        "--out",
+        str(tmp_path / "eval"),
+        "--metric",
+        "ndcg@10",
+        "--metric",
+        "recall@10",
+        "-k",
+        "10",
+    )
     assert "ix" in out and "model" in out and "ndcg@10" in out
     for name in ("ix", "model"):
         metrics = json.loads((tmp_path / "eval" / name / "metrics.json").read_text())
@@ -135,17 +196,42 @@ def test_run_recipe_and_skip(tiny_beir: Path, tiny_model: Path, tmp_path: Path) 
 
 
 def rkd(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "retrieval_kd.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+    return subprocess.Popen(
+        [sys.executable, "-m", "retrieval_kd.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_sigkill_then_rerun_equals_uninterrupted(tiny_beir: Path, tiny_model: Path, tmp_path: Path) -> None:
     train_ds = f"{tiny_beir}:train"
-    invoke("mine", "--dataset", train_ds, "--model", str(tiny_model), "--negatives", "20",
-           "--out", str(tmp_path / "cands"))
+    invoke(
+        "mine",
+        "--dataset",
+        train_ds,
+        "--model",
+        str(tiny_model),
+        "--negatives",
+        "20",
+        "--out",
+        str(tmp_path / "cands"),
+    )
     ce = tiny_cross_encoder_folder(tmp_path / "ce", tiny_model)
-    args = ["score-teacher", "--candidates", str(tmp_path / "cands"), "--dataset", train_ds, "--model", str(ce),
-            "--teacher", "cross-encoder", "--batch-size", "2"]
+    args = [
+        "score-teacher",
+        "--candidates",
+        str(tmp_path / "cands"),
+        "--dataset",
+        train_ds,
+        "--model",
+        str(ce),
+        "--teacher",
+        "cross-encoder",
+        "--batch-size",
+        "2",
+    ]
     proc = rkd(*args, "--store", str(tmp_path / "killed"))
     deadline = time.monotonic() + 120
     parts: list[Path] = []
@@ -164,13 +250,21 @@ def test_sigkill_then_rerun_equals_uninterrupted(tiny_beir: Path, tiny_model: Pa
     full = rkd(*args, "--store", str(tmp_path / "full"))
     out, err = full.communicate(timeout=300)
     assert full.returncode == 0, err
-    assert ScoreStore.load(tmp_path / "killed").to_table().equals(ScoreStore.load(tmp_path / "full").to_table())
+    assert (
+        ScoreStore.load(tmp_path / "killed").to_table().equals(ScoreStore.load(tmp_path / "full").to_table())
+    )
 
 
 def test_help_does_not_import_heavy_libraries() -> None:
-    code = ("import sys; from retrieval_kd.cli import app; from typer.testing import CliRunner; "
-            "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0; "
-            "print(sorted(m for m in ('torch', 'transformers', 'faiss', 'ranx', 'sentence_transformers', "
-            "'pyserini', 'ir_datasets') if m in sys.modules))")
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True).stdout.strip() == "[]"
+    code = (
+        "import sys; from retrieval_kd.cli import app; from typer.testing import CliRunner; "
+        "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0; "
+        "print(sorted(m for m in ('torch', 'transformers', 'faiss', 'ranx', 'sentence_transformers', "
+        "'pyserini', 'ir_datasets') if m in sys.modules))"
+    )
+    assert (
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        == "[]"
+    )

@@ -68,9 +68,19 @@ def test_candidates_roundtrip_and_unknown_doc(tmp_path: Path) -> None:
     back = Candidates.load(tmp_path / "c", corpus={"a", "b", "c"})
     assert back.items == cands.items
     assert back.manifest == {"k": 2, "queries": 2}
-    assert back.pairs() == [Pair("q1", "a"), Pair("q1", "b"), Pair("q1", "c"), Pair("q2", "b"), Pair("q2", "a")]
-    with pytest.raises(DataError, match=r"candidates.jsonl:1: doc id 'c' \(query 'q1'\) is not in the corpus"):
+    assert back.pairs() == [
+        Pair("q1", "a"),
+        Pair("q1", "b"),
+        Pair("q1", "c"),
+        Pair("q2", "b"),
+        Pair("q2", "a"),
+    ]
+    with pytest.raises(
+        DataError, match=r"candidates.jsonl:1: doc id 'c' \(query 'q1'\) is not in the corpus"
+    ):
         Candidates.load(tmp_path / "c", corpus={"a", "b"})
     (tmp_path / "c" / "candidates.jsonl").write_text(json.dumps({"query_id": "q"}) + "\n")
-    with pytest.raises(DataError, match=r"candidates.jsonl:1: missing field\(s\) \['positives', 'negatives'\]"):
+    with pytest.raises(
+        DataError, match=r"candidates.jsonl:1: missing field\(s\) \['positives', 'negatives'\]"
+    ):
         Candidates.load(tmp_path / "c")

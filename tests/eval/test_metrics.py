@@ -3,9 +3,9 @@ from __future__ import annotations
 import math
 
 import pytest
-from retrieval_kd.eval.metrics import compare, evaluate, parse_metric
 
 from retrieval_kd.errors import RkdError
+from retrieval_kd.eval.metrics import compare, evaluate, parse_metric
 from retrieval_kd.types import Qrels, Run
 
 # Toy: two queries, graded qrels.

@@ -3,11 +3,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from retrieval_kd.eval.table import metrics_table
-from retrieval_kd.eval.trec import read_trec, write_trec
 from rich.console import Console
 
 from retrieval_kd.errors import DataError
+from retrieval_kd.eval.table import metrics_table
+from retrieval_kd.eval.trec import read_trec, write_trec
 
 
 def test_write_ranks_by_score_then_doc_id(tmp_path: Path) -> None:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from retrieval_kd.indexes import INDEXES, load_index
-from retrieval_kd.indexes.faiss_index import FaissIndex
 
 from retrieval_kd.errors import DataError, RkdError
+from retrieval_kd.indexes import INDEXES, load_index
+from retrieval_kd.indexes.faiss_index import FaissIndex
 from retrieval_kd.protocols import Index
 
 

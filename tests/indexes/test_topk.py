@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from retrieval_kd.indexes.topk import torch_topk
 
 torch = pytest.importorskip("torch")

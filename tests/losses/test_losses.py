@@ -52,7 +52,9 @@ def test_kl_zero_when_equal_and_batch_mean() -> None:
     s = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
     assert KLDiv()(s, s).item() == pytest.approx(0.0, abs=1e-7)
     one = KLDiv()(torch.tensor([[0.0, 0.0]]), torch.tensor([[0.0, math.log(3)]])).item()
-    two = KLDiv()(torch.tensor([[0.0, 0.0], [0.0, 0.0]]), torch.tensor([[0.0, math.log(3)], [0.0, 0.0]])).item()
+    two = KLDiv()(
+        torch.tensor([[0.0, 0.0], [0.0, 0.0]]), torch.tensor([[0.0, math.log(3)], [0.0, 0.0]])
+    ).item()
     assert two == pytest.approx(one / 2, abs=1e-6)  # second row contributes 0, mean over 2 rows
 
 
@@ -80,7 +82,9 @@ def test_losses_reject_mismatched_shapes() -> None:
 
 
 def test_registry_errors_list_choices() -> None:
-    with pytest.raises(RkdError, match=r"unknown loss 'mse2'; choose from \['kl', 'margin_mse', 'pairwise'\]"):
+    with pytest.raises(
+        RkdError, match=r"unknown loss 'mse2'; choose from \['kl', 'margin_mse', 'pairwise'\]"
+    ):
         build_loss("mse2")
     with pytest.raises(ConfigError, match=r"loss 'kl' has no option\(s\) \['temp'\]"):
         build_loss("kl", temp=1.0)
@@ -88,8 +92,13 @@ def test_registry_errors_list_choices() -> None:
 
 @pytest.mark.parametrize(
     "module",
-    ["retrieval_kd.losses.kl", "retrieval_kd.losses.margin_mse", "retrieval_kd.losses.pairwise",
-     "retrieval_kd.registry", "retrieval_kd.fingerprint"],
+    [
+        "retrieval_kd.losses.kl",
+        "retrieval_kd.losses.margin_mse",
+        "retrieval_kd.losses.pairwise",
+        "retrieval_kd.registry",
+        "retrieval_kd.fingerprint",
+    ],
 )
 def test_docstring_examples(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module))

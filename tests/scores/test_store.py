@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from retrieval_kd.errors import RkdError
-from retrieval_kd.scores.store import ScoreStore, score_pairs
+from retrieval_kd.scores.scoring import score_pairs
+from retrieval_kd.scores.store import ScoreStore
 from retrieval_kd.types import Pair
 
 FP = "fake-teacher-v1"
@@ -229,7 +230,8 @@ def test_resumed_run_equals_an_uninterrupted_one(tmp_path: Path) -> None:
         "import json, os, signal, sys\n"
         "from collections.abc import Sequence\n"
         "import numpy as np\n"
-        "from retrieval_kd.scores.store import ScoreStore, score_pairs\n"
+        "from retrieval_kd.scores.scoring import score_pairs\n"
+        "from retrieval_kd.scores.store import ScoreStore\n"
         "from retrieval_kd.types import Pair\n\n"
         + inspect.getsource(FakeTeacher)
         + "\n\n"
@@ -282,15 +284,16 @@ class ShortTeacher(FakeTeacher):
 
 def test_teacher_nan_raises_and_stores_nothing_of_that_batch(tmp_path: Path) -> None:
     store = ScoreStore.open(tmp_path, FP)
-    # Canonical order: q0 d0..d4, q1 d0..; the 2nd batch of 4 is (q0 d4, q1 d0, q1 d1, q1 d2).
-    with pytest.raises(RkdError, match=r"teacher 'fake-teacher-v1' .* non-finite score nan .*'q1', doc 'd0'"):
+    # Batches follow text length (len q_i = 6 + i, len d_j = 4 + 3j, so q_i d_j sums to 10 + i + 3j),
+    # ties by ids: batch 1 = (q0 d0, q1 d0, q2 d0, q0 d1), batch 2 = (q3 d0, q1 d1, q4 d0, q2 d1).
+    with pytest.raises(RkdError, match=r"teacher 'fake-teacher-v1' .* non-finite score nan .*'q1', doc 'd1'"):
         score_pairs(store, NaNTeacher(), PAIRS, QUERIES, DOCS, batch_size=4)
     assert parts(store.path) == ["part-0-000001.parquet"]
     assert sorted(ScoreStore.load(tmp_path).scores()) == [
         ("q0", "d0"),
         ("q0", "d1"),
-        ("q0", "d2"),
-        ("q0", "d3"),
+        ("q1", "d0"),
+        ("q2", "d0"),
     ]
 
 

