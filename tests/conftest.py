@@ -12,7 +12,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 DATA = Path(__file__).parent / "data"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+# ../shared/data beside the checkout (DESIGN.md); RKD_SHARED_DATA points elsewhere.
+SHARED = Path(os.environ.get("RKD_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
 def pytest_configure(config: pytest.Config) -> None:

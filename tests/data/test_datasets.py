@@ -26,7 +26,9 @@ def test_beir_folder_counts_and_records(tiny_beir: Path) -> None:
 
 
 def test_cranfield_shared_folder() -> None:
-    folder = Path(__file__).resolve().parents[3] / "shared" / "data" / "beir" / "cranfield"
+    from conftest import SHARED
+
+    folder = SHARED / "beir" / "cranfield"
     ds = load_dataset(str(folder))
     assert (len(ds.docs), len(ds.queries), sum(len(v) for v in ds.qrels.values())) == (1400, 225, 1612)
 
