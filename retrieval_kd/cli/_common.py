@@ -29,7 +29,10 @@ def cli_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except RkdError as e:
-            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            from rich.markup import escape
+
+            # escape: messages quote config sections like [train], which rich would eat as markup
+            err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
@@ -56,4 +59,4 @@ def progress() -> Iterator[Any]:
 
 
 def say(message: str) -> None:
-    err.print(message, highlight=False)
+    err.print(message, highlight=False, markup=False)

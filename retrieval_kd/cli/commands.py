@@ -113,7 +113,7 @@ def score_teacher(
             pairs,
             ds.queries,
             ds.doc_texts(),
-            batch_size=batch_size,
+            batch_size=part_size,
             shard=(i, n),
             progress=task.advance,
         )
