@@ -78,6 +78,7 @@ class Pipeline:
     def mine(self) -> Path:
         from retrieval_kd.data import load_dataset
         from retrieval_kd.mine import MineConfig, mine
+        from retrieval_kd.models import resolve_model
 
         folder = self.out / "mine"
         if stage_done(folder, self.fp["mine"]):
@@ -90,6 +91,8 @@ class Pipeline:
             dataset, retriever, MineConfig(c.negatives, c.factory, c.batch_size), progress=self.progress
         )
         cands.save(folder)
+        index.manifest["student_path"] = resolve_model(retriever_model(self.config))
+        index.manifest["dataset"] = dataset.id
         index.save(folder / "index")
         mark_done(folder, "mine", self.fp["mine"])
         self.say(f"mine: {len(cands.items)} queries, {len(cands.pairs())} pairs → {folder}")
@@ -195,6 +198,7 @@ class Pipeline:
         from retrieval_kd.evaluation import evaluate_system
         from retrieval_kd.indexes import load_index
         from retrieval_kd.mine import corpus_fingerprint
+        from retrieval_kd.models import resolve_model
         from retrieval_kd.students import load_student
 
         folder = self.out / "eval" / system
@@ -217,8 +221,10 @@ class Pipeline:
                     and candidate.manifest.get("factory") == self.config.index.factory
                 )
                 index = candidate if same else None
+            student_path = Path(resolve_model(retriever_model(self.config)))
         else:
-            student = load_student(self.out / ("student-init" if system == "student_before" else "student"))
+            student_path = self.out / ("student-init" if system == "student_before" else "student")
+            student = load_student(student_path)
         e = self.config.eval
         result = evaluate_system(
             system,
@@ -233,7 +239,9 @@ class Pipeline:
             batch_size=self.config.index.batch_size,
             progress=self.progress,
         )
-        if index is None:  # keep the index this evaluation built: `rkd serve` and Retriever use it
+        if index is None:  # keep the index this evaluation built, for Retriever and `rkd eval beir --index`
+            result.index.manifest["student_path"] = str(student_path.resolve())
+            result.index.manifest["dataset"] = dataset.id
             result.index.save(self.out / "index" / system)
         mark_done(folder, key, self.fp[key])
         self.say(f"eval {system}: " + ", ".join(f"{m} {v:.4f}" for m, v in result.metrics.items()))

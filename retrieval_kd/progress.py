@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Task(Protocol):
@@ -30,12 +30,18 @@ class NullProgress:
 
 
 class _RichTask:
-    def __init__(self, progress: object, task_id: object) -> None:
+    """One bar; shows the rate in the task's own unit (pairs/s, docs/s, steps/s)."""
+
+    def __init__(self, progress: Any, task_id: Any, unit: str) -> None:
         self._progress = progress
         self._id = task_id
+        self._unit = unit
 
     def advance(self, n: int) -> None:
-        self._progress.advance(self._id, n)  # type: ignore[attr-defined]
+        self._progress.advance(self._id, n)
+        speed = self._progress._tasks[self._id].speed
+        if speed:
+            self._progress.update(self._id, rate=f"{speed:,.1f} {self._unit}/s")
 
 
 class RichProgress:
@@ -63,18 +69,8 @@ class RichProgress:
         )
 
     def task(self, description: str, total: int | None, unit: str = "items") -> Task:
-        task_id = self._progress.add_task(description, total=total, rate="", unit=unit)
-        progress = self._progress
-
-        class _T(_RichTask):
-            def advance(self, n: int) -> None:
-                progress.advance(task_id, n)
-                t = progress.tasks[[x.id for x in progress.tasks].index(task_id)]
-                speed = t.finished_speed or t.speed
-                if speed:
-                    progress.update(task_id, rate=f"{speed:,.1f} {unit}/s")
-
-        return _T(progress, task_id)
+        task_id = self._progress.add_task(description, total=total, rate="")
+        return _RichTask(self._progress, task_id, unit)
 
     @contextmanager
     def live(self) -> Iterator[RichProgress]:

@@ -26,7 +26,7 @@ kind = "bi-encoder"
 model = "sentence-transformers/all-MiniLM-L6-v2"
 max_length = 128
 [mine]
-negatives = 7
+negatives = 15
 max_seq_length = 128
 [student]
 model = "sentence-transformers/all-MiniLM-L6-v2"
@@ -36,9 +36,10 @@ max_seq_length = 128
 loss = "kl"
 loss_options = { student_temperature = 0.05, teacher_temperature = 0.05 }
 negatives = 7
+negative_pool = 15
 epochs = 1
-batch_size = 16
-lr = 1e-4
+batch_size = 8
+lr = 2e-4
 max_queries = 64
 [eval]
 metrics = ["ndcg@10", "recall@100", "mrr@10"]
@@ -59,6 +60,7 @@ def test_scifact_recipe_stages(irds_home: Path, tmp_path: Path) -> None:
     m = report["metrics"]
     # Golden value: the teacher (all-MiniLM-L6-v2, 128 tokens) on the first 100 SciFact test
     # queries, measured with this recipe; the full-length model scores 0.6451 on all 300 (MTEB).
+    print(json.dumps(m))
     assert m["teacher"]["ndcg@10"] == pytest.approx(TEACHER_NDCG_100Q, abs=5e-3)
     # Cut to 3 layers the model is nearly useless; one short epoch of distillation recovers most.
     assert m["student_before"]["ndcg@10"] < 0.15
@@ -67,7 +69,7 @@ def test_scifact_recipe_stages(irds_home: Path, tmp_path: Path) -> None:
     cands = (tmp_path / "run" / "mine" / "candidates.jsonl").read_text().splitlines()
     assert len(cands) == 809
     log = [json.loads(x) for x in (tmp_path / "run" / "student" / "train_log.jsonl").read_text().splitlines()]
-    assert len(log) == 5  # 64 queries → 70 (query, positive) groups / 16 per batch
+    assert len(log) == 9  # 64 queries → 70 (query, positive) groups / 8 per batch
     # The Python API and plain sentence-transformers agree on the trained student.
     student = load_student(tmp_path / "run" / "student")
     plain = SentenceTransformer(str(tmp_path / "run" / "student"), device="cpu")

@@ -62,6 +62,7 @@ def mine(
     from retrieval_kd.data import load_dataset
     from retrieval_kd.mine import MineConfig
     from retrieval_kd.mine import mine as do_mine
+    from retrieval_kd.models import resolve_model
     from retrieval_kd.students.dense import DenseStudent
 
     ds = load_dataset(dataset)
@@ -69,6 +70,8 @@ def mine(
     with progress() as p:
         cands, index = do_mine(ds, retriever, MineConfig(negatives, factory, batch_size), progress=p)
     cands.save(out_dir)
+    index.manifest["student_path"] = resolve_model(model)
+    index.manifest["dataset"] = ds.id
     index.save(out_dir / "index")
     out.print(f"{len(cands.items)} queries, {len(cands.pairs())} pairs → {out_dir / 'candidates.jsonl'}")
 

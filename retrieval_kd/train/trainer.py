@@ -78,6 +78,7 @@ def train_student(
     from transformers import PrinterCallback, TrainerCallback
 
     from retrieval_kd.losses import build_loss
+    from retrieval_kd.train.adapter import ScoreSpaceLoss
 
     epochs = max(1, int(-(-config.epochs // 1)))
     datasets = [
@@ -132,7 +133,7 @@ def train_student(
             model=student.model,
             args=args,
             train_dataset=dataset,
-            loss=ScoreLoss(student, loss),
+            loss=ScoreSpaceLoss(student.model, loss, similarity=student.similarity),
             callbacks=[_Log()],
         )
         trainer.remove_callback(PrinterCallback)  # the log goes to train_log.jsonl and the bar
@@ -153,9 +154,3 @@ def train_student(
         },
     )
     return log
-
-
-def ScoreLoss(student: Any, loss: Any) -> Any:
-    from retrieval_kd.train.adapter import ScoreSpaceLoss
-
-    return ScoreSpaceLoss(student.model, loss, similarity=student.similarity)
