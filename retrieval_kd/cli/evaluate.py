@@ -31,7 +31,7 @@ def beir(
     """Evaluate each --model (a fresh index of the corpus) and each --index (with the student
     recorded in it) on a dataset; print one table."""
     from retrieval_kd.data import load_dataset
-    from retrieval_kd.eval.metrics import parse_metric
+    from retrieval_kd.eval.metrics import compare, parse_metric
     from retrieval_kd.eval.table import metrics_table
     from retrieval_kd.evaluation import evaluate_system
     from retrieval_kd.indexes import load_index
@@ -53,7 +53,11 @@ def beir(
                 f"{ix}: the index does not record its student; pass it with --model and no --index"
             )
         systems.append((ix.name, load_student(student_path), idx))
+    names = [name for name, _, _ in systems]
+    if len(set(names)) < len(names):  # two folders with one basename: number them
+        systems = [(f"{name}-{i + 1}", st, ix) for i, (name, st, ix) in enumerate(systems)]
     rows = {}
+    runs = {}
     with progress() as p:
         for name, student, idx in systems:
             result = evaluate_system(
@@ -70,5 +74,12 @@ def beir(
                 progress=p,
             )
             rows[name] = result.metrics
+            runs[name] = result.run
             say(f"{name}: run → {out_dir / name / 'run.trec'}")
-    out.print(metrics_table(rows, list(metrics)))
+    markers = None
+    if len(runs) > 1 and not max_queries:
+        # paired t-test over queries (ranx.compare); a letter marks a significant win (p < 0.05)
+        markers = compare(runs, ds.qrels, metrics).markers()
+    out.print(metrics_table(rows, list(metrics), markers=markers))
+    if markers:
+        out.print("letters: significantly better than that row (paired t-test, p < 0.05)", style="dim")

@@ -1,0 +1,57 @@
+"""The public Python API: lazy imports, Retriever, encoder/index mismatch refusal."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import retrieval_kd
+from retrieval_kd import Retriever, load_student
+from retrieval_kd.data import load_dataset
+from retrieval_kd.errors import RkdError
+from retrieval_kd.mine import build_dense_index
+from retrieval_kd.students.dense import DenseStudent
+
+
+def test_all_is_true() -> None:
+    for name in retrieval_kd.__all__:
+        assert getattr(retrieval_kd, name) is not None
+    with pytest.raises(AttributeError):
+        _ = retrieval_kd.nope  # type: ignore[attr-defined]
+
+
+def test_import_is_light() -> None:
+    code = (
+        "import sys, retrieval_kd; print(sorted(m for m in ('torch', 'faiss', 'ranx') if m in sys.modules))"
+    )
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"
+
+
+def test_retriever_matches_brute_force_and_refuses_other_encoder(
+    tiny_beir: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    ds = load_dataset(str(tiny_beir))
+    student = DenseStudent.from_pretrained(str(tiny_model), device="cpu")
+    student.save(tmp_path / "s")
+    index = build_dense_index(student, ds)
+    index.manifest["student_path"] = str(tmp_path / "s")
+    index.save(tmp_path / "ix")
+    query = "why does iron rust"
+    hits = Retriever(str(tmp_path / "s"), str(tmp_path / "ix")).search({"r": query}, k=3)["r"]
+    doc_ids = list(ds.docs)
+    sims = (
+        student.encode_documents([ds.docs[d].full_text() for d in doc_ids])
+        @ student.encode_queries([query])[0]
+    )
+    top = [doc_ids[i] for i in np.argsort(-sims)[:3]]
+    assert list(hits) == top
+    assert list(hits.values()) == pytest.approx(sorted(sims, reverse=True)[:3], abs=1e-5)
+    other = load_student(tmp_path / "s")
+    other.model[0].auto_model.encoder.layer = other.model[0].auto_model.encoder.layer[:1]
+    other.weights_changed()
+    with pytest.raises(RkdError, match=r"was built with student .*: encode queries with the same student"):
+        Retriever(other, str(tmp_path / "ix"))
