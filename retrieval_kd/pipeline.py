@@ -257,6 +257,14 @@ class Pipeline:
         self.train()
         rows = {system: self.evaluate(system) for system in SYSTEMS}
         teacher = rows["teacher"]
+        # The "teacher" row is the dense retriever that mined; it is the teacher itself only when
+        # the teacher is that bi-encoder (a cross-encoder teacher reranks, it does not retrieve).
+        is_teacher = self.config.teacher.kind == "bi-encoder" and self.config.mine.model in (
+            None,
+            self.config.teacher.model,
+        )
+        if not is_teacher:
+            rows = {("first_stage" if k == "teacher" else k): v for k, v in rows.items()}
         report = {
             "recipe": self.config.name,
             "config": self.config.source,
@@ -265,7 +273,9 @@ class Pipeline:
             "metrics": rows,
             "student_over_teacher": {
                 m: (rows["student_after"][m] / teacher[m] if teacher[m] else None) for m in teacher
-            },
+            }
+            if is_teacher
+            else {},
             "fingerprints": self.fp,
             "host": {"cpus": os.cpu_count()},
         }
