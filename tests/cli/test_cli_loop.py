@@ -230,14 +230,16 @@ def test_sigkill_then_rerun_equals_uninterrupted(tiny_beir: Path, tiny_model: Pa
         "--teacher",
         "cross-encoder",
         "--batch-size",
-        "2",
+        "1",
+        "--part-size",
+        "1",
     ]
     proc = rkd(*args, "--store", str(tmp_path / "killed"))
     deadline = time.monotonic() + 120
     parts: list[Path] = []
-    while time.monotonic() < deadline and len(parts) < 5:
+    while time.monotonic() < deadline and len(parts) < 3:  # 168 parts of one pair each
         parts = list((tmp_path / "killed").rglob("part-*.parquet"))
-        time.sleep(0.01)
+        time.sleep(0.002)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
