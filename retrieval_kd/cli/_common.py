@@ -45,6 +45,7 @@ def quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # sentence-transformers' and ir_datasets' own bars
     for name in ("sentence_transformers", "transformers", "ir_datasets", "datasets", "accelerate"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
