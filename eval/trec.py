@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import IO
 
 from retrieval_kd.errors import DataError
-from retrieval_kd.io import atomic_write
+from retrieval_kd.io import atomic_write, iter_lines
 from retrieval_kd.types import Run
 
 __all__ = ["read_trec", "write_trec"]
@@ -46,33 +46,26 @@ def read_trec(path: Path) -> Run:
     """Reads a TREC run; a malformed line raises :class:`DataError` naming ``file:line``."""
     path = Path(path)
     run: Run = {}
-    try:
-        f = path.open(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    with f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            fields = line.split()
-            if len(fields) != 6:
-                raise DataError(
-                    f"{path}:{lineno}: expected 6 fields 'qid Q0 docid rank score tag', got {len(fields)}: "
-                    f"{line.strip()[:80]!r}"
-                )
-            qid, _, doc_id, rank, score_text, _ = fields
-            try:
-                int(rank)
-                score = float(score_text)
-            except ValueError:
-                raise DataError(
-                    f"{path}:{lineno}: rank must be an integer and score a number, got rank {rank!r}, "
-                    f"score {score_text!r}"
-                ) from None
-            if math.isnan(score):
-                raise DataError(f"{path}:{lineno}: score is NaN")
-            docs = run.setdefault(qid, {})
-            if doc_id in docs:
-                raise DataError(f"{path}:{lineno}: document {doc_id!r} appears twice for query {qid!r}")
-            docs[doc_id] = score
+    for lineno, line in iter_lines(path):
+        fields = line.split()
+        if len(fields) != 6:
+            raise DataError(
+                f"{path}:{lineno}: expected 6 fields 'qid Q0 docid rank score tag', got {len(fields)}: "
+                f"{line.strip()[:80]!r}"
+            )
+        qid, _, doc_id, rank, score_text, _ = fields
+        try:
+            int(rank)
+            score = float(score_text)
+        except ValueError:
+            raise DataError(
+                f"{path}:{lineno}: rank must be an integer and score a number, got rank {rank!r}, "
+                f"score {score_text!r}"
+            ) from None
+        if math.isnan(score):
+            raise DataError(f"{path}:{lineno}: score is NaN")
+        docs = run.setdefault(qid, {})
+        if doc_id in docs:
+            raise DataError(f"{path}:{lineno}: document {doc_id!r} appears twice for query {qid!r}")
+        docs[doc_id] = score
     return run

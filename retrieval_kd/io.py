@@ -61,27 +61,30 @@ def read_json(path: Path) -> Any:
         raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
 
 
-def iter_jsonl(path: Path, required: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
-    """Yields one dict per non-blank line; a bad line raises with file and line number."""
+def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Yields ``(line number, line without its newline)`` for every non-blank line; a missing file
+    raises :class:`DataError` naming it. Every line-oriented reader builds on this, so their
+    ``file:line`` messages count lines the same way."""
     try:
         f = path.open(encoding="utf-8")
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     with f:
         for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(
-                    f"{path}:{lineno}: malformed JSON line ({e.msg} at column {e.colno})"
-                ) from None
-            if not isinstance(record, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
-            missing = [k for k in required if k not in record]
-            if missing:
-                raise DataError(
-                    f"{path}:{lineno}: missing field(s) {missing}; a record needs {list(required)}"
-                )
-            yield record
+            if line.strip():
+                yield lineno, line.rstrip("\r\n")
+
+
+def iter_jsonl(path: Path, required: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
+    """Yields one dict per non-blank line; a bad line raises with file and line number."""
+    for lineno, line in iter_lines(path):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{lineno}: malformed JSON line ({e.msg} at column {e.colno})") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
+        missing = [k for k in required if k not in record]
+        if missing:
+            raise DataError(f"{path}:{lineno}: missing field(s) {missing}; a record needs {list(required)}")
+        yield record

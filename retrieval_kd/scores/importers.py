@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from retrieval_kd.errors import DataError, RkdError
+from retrieval_kd.io import iter_lines
 from retrieval_kd.scores.store import ScoreStore
 from retrieval_kd.types import Pair
 
@@ -74,21 +75,13 @@ def import_scores(store: ScoreStore, path: Path, fmt: str | None = None, *, batc
 
 def _rows(path: Path, parse: Callable[[str, int], Row | None]) -> Iterator[Row]:
     """Parses each non-blank line, turning a ``ValueError`` into a ``file:line`` DataError."""
-    try:
-        f = path.open(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    with f:
-        for lineno, line in enumerate(f, start=1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            try:
-                row = parse(line, lineno)
-            except ValueError as e:
-                raise DataError(f"{path}:{lineno}: {e}") from None
-            if row is not None:
-                yield row
+    for lineno, line in iter_lines(path):
+        try:
+            row = parse(line, lineno)
+        except ValueError as e:
+            raise DataError(f"{path}:{lineno}: {e}") from None
+        if row is not None:
+            yield row
 
 
 def _score(text: object) -> float:
