@@ -81,35 +81,11 @@ def test_cli_loop(tiny_beir: Path, tiny_model: Path, tmp_path: Path) -> None:
     assert manifest["negatives"] == 4 and manifest["dataset"]["id"].endswith(":train")
 
     ce = tiny_cross_encoder_folder(tmp_path / "ce", tiny_model)
-    out = invoke(
-        "score-teacher",
-        "--candidates",
-        str(tmp_path / "cands"),
-        "--dataset",
-        train_ds,
-        "--model",
-        str(ce),
-        "--teacher",
-        "cross-encoder",
-        "--store",
-        str(tmp_path / "store"),
-        "--batch-size",
-        "8",
-    )
+    score = ["score-teacher", "--candidates", str(tmp_path / "cands"), "--dataset", train_ds]
+    score += ["--model", str(ce), "--teacher", "cross-encoder", "--store", str(tmp_path / "store")]
+    out = invoke(*score, "--batch-size", "8")
     assert "scored 40 pairs" in out
-    out = invoke(
-        "score-teacher",
-        "--candidates",
-        str(tmp_path / "cands"),
-        "--dataset",
-        train_ds,
-        "--model",
-        str(ce),
-        "--teacher",
-        "cross-encoder",
-        "--store",
-        str(tmp_path / "store"),
-    )
+    out = invoke(*score)
     assert "scored 0 pairs; store holds 40" in out  # never scored twice
     store = ScoreStore.load(tmp_path / "store")
     scores = store.scores()
