@@ -3,13 +3,15 @@
 Rows: ``--pairs`` (query id, doc id, float32 score), ``--docs-per-query`` docs per query.
 
 - write: ``ScoreStore.add`` in batches of ``--batch`` (each batch one Parquet part, fsynced and
-  renamed, plus the writer's journal rewritten atomically) vs one ``pq.write_table`` of all rows;
+  renamed, plus one journal line appended and fsynced) vs one ``pq.write_table`` of all rows;
   a middle row writes the same per-batch parts with ``pq.write_table`` and no fsync/journal, to
   split the cost of "many parts" from the cost of durability.
-- full load: ``ScoreStore.load(...).scores()`` on a fresh object vs ``pq.read_table`` of the single
-  file, and vs ``pq.read_table`` plus building the same ``(query_id, doc_id) -> score`` dict.
-- get: ``store.get(query_id, doc_ids)`` for every query (cache warm) vs a list comprehension of
-  python dict lookups into a float32 array.
+- full load: ``ScoreStore.load(...)`` + ``len`` on a fresh object (every part read, checksummed,
+  merged into one sorted Arrow table) vs ``pq.read_table`` of the single file, and vs
+  ``pq.read_table`` plus building a ``(query_id, doc_id) -> score`` dict (format 1's load).
+- missing: ``store.missing(all pairs)`` on the full store vs a python set-membership scan.
+- lookup: ``store.lookup`` of every pair, 64 queries per call, vs dict lookups into a float32
+  array; get: ``store.get(query_id, doc_ids)`` per query vs dict lookups (the old per-pair dict).
 
 The ratio column is baseline time / rkd time (below 1: rkd slower), measured in the same process.
 
@@ -116,20 +118,42 @@ def run(args: argparse.Namespace, tmp: Path, console: Console) -> None:
         keys = zip(t.column("query_id").to_pylist(), t.column("doc_id").to_pylist(), strict=True)
         return dict(zip(keys, t.column("score").to_numpy().tolist(), strict=True))
 
-    def rkd_load() -> dict[tuple[str, str], float]:
-        return ScoreStore.load(tmp / "store", FINGERPRINT).scores()
+    def rkd_load() -> ScoreStore:
+        store = ScoreStore.load(tmp / "store", FINGERPRINT)
+        len(store)  # reads, checks and merges every part
+        return store
 
     r_base = min(timed(pq_read)[0] for _ in range(3))
     r_dict, plain = min((timed(pq_read_dict) for _ in range(2)), key=lambda x: x[0])
-    r_rkd, loaded = min((timed(rkd_load) for _ in range(2)), key=lambda x: x[0])
-    assert len(loaded) == n and loaded == plain
+    r_rkd, store = min((timed(rkd_load) for _ in range(2)), key=lambda x: x[0])
+    assert len(store) == n and store.scores() == plain
 
-    # -- get per query ----------------------------------------------------------------------------
+    # -- missing, lookup and get ---------------------------------------------------------------
+    def rkd_missing() -> None:
+        assert store.missing(pairs) == []
+
+    def set_missing() -> None:
+        assert [p for p in pairs if p not in plain] == []
+
+    m_base = min(timed(set_missing)[0] for _ in range(3))
+    m_rkd = min(timed(rkd_missing)[0] for _ in range(3))
+
     by_query: dict[str, list[str]] = {}
     for q, d in pairs:
         by_query.setdefault(q, []).append(d)
-    store = ScoreStore.load(tmp / "store", FINGERPRINT)
-    store.get(qs[0], by_query[qs[0]])  # fills the cache
+    chunks: list[list[Pair]] = []
+    for k, (q, docs) in enumerate(by_query.items()):
+        if k % 64 == 0:
+            chunks.append([])
+        chunks[-1].extend(Pair(q, d) for d in docs)
+
+    def rkd_lookup() -> None:
+        for keys in chunks:
+            store.lookup(keys)
+
+    def dict_lookup() -> None:
+        for keys in chunks:
+            np.array([plain[k] for k in keys], dtype=np.float32)
 
     def rkd_get() -> None:
         for q, docs in by_query.items():
@@ -139,6 +163,8 @@ def run(args: argparse.Namespace, tmp: Path, console: Console) -> None:
         for q, docs in by_query.items():
             np.array([plain[(q, d)] for d in docs], dtype=np.float32)
 
+    l_base = min(timed(dict_lookup)[0] for _ in range(3))
+    l_rkd = min(timed(rkd_lookup)[0] for _ in range(3))
     g_base = min(timed(dict_get)[0] for _ in range(3))
     g_rkd = min(timed(rkd_get)[0] for _ in range(3))
     n_q = len(by_query)
@@ -160,8 +186,14 @@ def run(args: argparse.Namespace, tmp: Path, console: Console) -> None:
     table.add_section()
     row("full load", "pq.read_table, one file", r_base, n, "pairs/s", None)
     row("full load", "pq.read_table + build dict", r_dict, n, "pairs/s", r_base)
-    row("full load", f"ScoreStore.load().scores(), {n_parts} parts", r_rkd, n, "pairs/s", r_base)
+    row("full load", f"ScoreStore.load() + len, {n_parts} parts", r_rkd, n, "pairs/s", r_base)
     table.add_row("", "  (vs read_table + build dict)", "", "", f"{r_dict / r_rkd:.3f}×")
+    table.add_section()
+    row("missing", "python set membership, all pairs", m_base, n, "pairs/s", None)
+    row("missing", "ScoreStore.missing, all pairs", m_rkd, n, "pairs/s", m_base)
+    table.add_section()
+    row("lookup", f"dict lookups, {len(chunks)} × 64 queries", l_base, n, "pairs/s", None)
+    row("lookup", f"ScoreStore.lookup, {len(chunks)} × 64 queries", l_rkd, n, "pairs/s", l_base)
     table.add_section()
     row("get", f"dict lookups, {per_q} docs/query", g_base, n_q, "queries/s", None)
     row("get", f"ScoreStore.get, {per_q} docs/query", g_rkd, n_q, "queries/s", g_base)

@@ -8,20 +8,13 @@ until an index is built or loaded.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
 
 from retrieval_kd.errors import DataError, RkdError
 from retrieval_kd.io import read_json
-from retrieval_kd.protocols import Index
+from retrieval_kd.protocols import Index, IndexClass
 from retrieval_kd.registry import Registry
 
 __all__ = ["INDEXES", "IndexClass", "load_index"]
-
-
-class IndexClass(Protocol):
-    """What a registered index class offers besides the Index protocol: a way back from disk."""
-
-    def load(self, path: Path) -> Index: ...
 
 
 INDEXES: Registry[IndexClass] = Registry(

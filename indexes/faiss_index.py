@@ -16,7 +16,7 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,27 +68,19 @@ class FaissIndex:
 
     def __init__(
         self,
-        dim: int,
+        dim: int | None = None,
         factory: str = "Flat",
         student_fingerprint: str = "",
         device: str = "auto",
         nprobe: int = 16,
         ef_search: int | None = None,
     ) -> None:
-        import faiss
-
-        if dim < 1:
+        if dim is not None and dim < 1:
             raise RkdError(f"index dimension must be positive, got {dim}")
         if device not in DEVICES:
             raise RkdError(f"unknown index device {device!r}; choose from {list(DEVICES)}")
-        try:
-            index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
-        except RuntimeError as e:
-            raise RkdError(
-                f"bad faiss index factory {factory!r}: {_faiss_message(e)}; examples: {FACTORY_EXAMPLES}"
-            ) from None
-        self._index: Any = index
-        self.dim = dim
+        self._index: Any = None
+        self.dim = 0
         self.factory = factory
         self.device = device
         self.nprobe = nprobe
@@ -97,6 +89,7 @@ class FaissIndex:
         self.path: Path | None = None
         self.doc_ids: list[str] = []
         self._id_set: set[str] = set()
+        self._pending: list[tuple[list[str], np.ndarray]] = []  # held until the index can train
         self._gpu_cache: Any = None  # faiss-gpu index or torch doc matrix; dropped on add
         self.manifest: dict[str, Any] = {
             "format": FORMAT,
@@ -108,14 +101,54 @@ class FaissIndex:
             "metric": "ip",
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         }
+        if dim is not None:
+            self._build(dim)
+
+    OPTIONS = ("factory", "device", "nprobe", "ef_search", "train_size")
+
+    @classmethod
+    def create(cls, student_fingerprint: str, options: Mapping[str, Any]) -> FaissIndex:
+        """An empty index for the encoder ``student_fingerprint``; its dimension is taken from
+        the first vectors added.
+
+        Args:
+            options: ``[index.options]``: ``factory`` (a faiss index_factory string, default
+                "Flat"), ``device``, ``nprobe``, ``ef_search``, ``train_size`` (vectors held
+                back to train an IVF/PQ index, default 65,536).
+        """
+        unknown = sorted(set(options) - set(cls.OPTIONS))
+        if unknown:
+            raise RkdError(f"unknown faiss index option(s) {unknown}; choose from {list(cls.OPTIONS)}")
+        opts = dict(options)
+        train_size = int(opts.pop("train_size", 65536))
+        index = cls(None, student_fingerprint=student_fingerprint, **opts)
+        index.train_size = train_size
+        return index
+
+    train_size = 65536
+
+    def _build(self, dim: int) -> None:
+        import faiss
+
+        try:
+            self._index = faiss.index_factory(dim, self.factory, faiss.METRIC_INNER_PRODUCT)
+        except RuntimeError as e:
+            raise RkdError(
+                f"bad faiss index factory {self.factory!r}: {_faiss_message(e)}; examples: {FACTORY_EXAMPLES}"
+            ) from None
+        self.dim = dim
+        self.manifest["dim"] = dim
 
     def __len__(self) -> int:
+        self._flush()
         return len(self.doc_ids)
 
     # -- building ------------------------------------------------------------------------------
 
     def _check_reps(self, reps: Any, n: int, noun: str) -> np.ndarray:
         arr = np.ascontiguousarray(reps, dtype=np.float32)
+        if self._index is None and arr.ndim == 2 and arr.shape[1] > 0:
+            self._build(int(arr.shape[1]))
         if arr.ndim != 2 or arr.shape[1] != self.dim:
             raise RkdError(
                 f"{noun} vectors have shape {tuple(arr.shape)}; this index needs [N, {self.dim}] "
@@ -146,7 +179,9 @@ class FaissIndex:
         return needed
 
     def add(self, doc_ids: Sequence[str], reps: Any) -> None:
-        """Adds documents; an index that needs training (IVF, PQ) is trained on the first batch.
+        """Adds documents. An index that needs training (IVF, PQ) holds them back until
+        ``train_size`` vectors have arrived (or the index is searched or saved), then trains on
+        everything held and adds it.
 
         Shapes:
             doc_ids[N], reps float32[N, dim].
@@ -160,21 +195,38 @@ class FaissIndex:
             if doc_id in self._id_set or doc_id in seen:
                 raise RkdError(f"duplicate document id {doc_id!r}: each document may be indexed once")
             seen.add(doc_id)
+        self._id_set.update(doc_ids)
         if not self._index.is_trained:
-            needed = self.min_training_vectors()
-            if len(arr) < needed:
-                raise RkdError(
-                    f"faiss index {self.factory!r} needs at least {needed} vectors to train, got "
-                    f"{len(arr)}: add more documents in the first batch or choose a smaller factory "
-                    "(fewer IVF lists, or 'Flat' / 'HNSW32', which need no training)"
-                )
-            try:
-                self._index.train(arr)
-            except RuntimeError as e:
-                raise RkdError(f"training faiss index {self.factory!r} failed: {_faiss_message(e)}") from None
+            self._pending.append((doc_ids, arr))
+            if sum(len(ids) for ids, _ in self._pending) >= self.train_size:
+                self._flush()
+            return
+        self._add_trained(doc_ids, arr)
+
+    def _flush(self) -> None:
+        """Trains the index on the held-back vectors and adds them."""
+        if not self._pending:
+            return
+        doc_ids = [d for ids, _ in self._pending for d in ids]
+        arr = np.concatenate([a for _, a in self._pending])
+        self._pending = []
+        needed = self.min_training_vectors()
+        if len(arr) < needed:
+            self._id_set.difference_update(doc_ids)
+            raise RkdError(
+                f"faiss index {self.factory!r} needs at least {needed} vectors to train, got "
+                f"{len(arr)}: add more documents or choose a smaller factory "
+                "(fewer IVF lists, or 'Flat' / 'HNSW32', which need no training)"
+            )
+        try:
+            self._index.train(arr)
+        except RuntimeError as e:
+            raise RkdError(f"training faiss index {self.factory!r} failed: {_faiss_message(e)}") from None
+        self._add_trained(doc_ids, arr)
+
+    def _add_trained(self, doc_ids: list[str], arr: np.ndarray) -> None:
         self._index.add(arr)
         self.doc_ids.extend(doc_ids)
-        self._id_set.update(doc_ids)
         self._gpu_cache = None
         self.manifest["count"] = len(self.doc_ids)
 
@@ -216,7 +268,10 @@ class FaissIndex:
         Shapes:
             query_ids[Q], query_reps float32[Q, dim] → Run with at most k docs per query.
         """
+        self._flush()
         query_ids = list(query_ids)
+        if self._index is None:
+            return {qid: {} for qid in query_ids}
         queries = self._check_reps(query_reps, len(query_ids), "query")
         if k < 1:
             raise RkdError(f"k must be at least 1, got {k}")
@@ -281,6 +336,9 @@ class FaissIndex:
         """Writes the folder; the manifest goes last, so its presence means the folder is whole."""
         import faiss
 
+        self._flush()
+        if self._index is None:
+            raise RkdError("cannot save an empty faiss index: add documents first")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         # An old manifest beside a half-written new index would claim a complete folder.

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
+from retrieval_kd.errors import RkdError
+from retrieval_kd.protocols import Encoder, Index
 from retrieval_kd.types import Run
 
 
@@ -23,12 +24,18 @@ class Retriever:
         {'q0': {'4983': 0.61, ...}}
     """
 
-    def __init__(self, student: Any, index: Any) -> None:
+    def __init__(self, student: Encoder | str | Path, index: Index | str | Path) -> None:
         from retrieval_kd.indexes import load_index
         from retrieval_kd.students import load_student
 
-        self.student = load_student(student) if isinstance(student, str | Path) else student
-        self.index = load_index(Path(index)) if isinstance(index, str | Path) else index
+        loaded = load_student(student) if isinstance(student, str | Path) else student
+        if not isinstance(loaded, Encoder) or loaded.role != "encoder":
+            raise RkdError(
+                f"a Retriever needs an encoder student; {getattr(loaded, 'kind', loaded)!r} is a "
+                f"{getattr(loaded, 'role', 'non-student')} (rerank a first-stage run instead)"
+            )
+        self.student: Encoder = loaded
+        self.index: Index = load_index(Path(index)) if isinstance(index, str | Path) else index
         self.index.check_encoder(self.student.fingerprint())
 
     def search(self, queries: Sequence[str] | Mapping[str, str], k: int = 10, batch_size: int = 32) -> Run:

@@ -1,147 +1,186 @@
-"""Recipe configs: one TOML file, one frozen dataclass per section.
+"""Recipe configs: one TOML file, one frozen pydantic model per section.
 
-Every published figure comes from one of these files (``configs/``). Unknown sections or
-fields, and values of the wrong type, are refused with the file, the field and the valid names.
+Every published figure comes from one of these files (``configs/``). Each section is a strict,
+frozen model: unknown sections or fields, values of the wrong type and values out of range are
+refused with one line naming the file, the section, the field, what was expected and what was
+found, e.g. ``recipe.toml: [train].lr: expected a number > 0, got 0``.
+
+Example:
+    >>> cfg = RecipeConfig.from_dict({"train": {"epochs": 2}}, "demo.toml")
+    >>> cfg.train.epochs, cfg.train.batch_size, cfg.name
+    (2.0, 32, 'demo')
+    >>> RecipeConfig.from_dict({"train": {"batch_size": 0}}, "demo.toml")
+    Traceback (most recent call last):
+    ...
+    retrieval_kd.errors.ConfigError: demo.toml: [train].batch_size: expected an integer >= 1, got 0
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+import difflib
+import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar, get_type_hints
+from typing import Annotated, Any, Literal, TypeVar
 
-import tomllib
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from retrieval_kd.errors import ConfigError
 from retrieval_kd.fingerprint import hash_json
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
-@dataclass(frozen=True)
-class DataConfig:
-    train: str = "beir/scifact/train"
-    eval: str = "beir/scifact/test"
+__all__ = [
+    "SECTIONS",
+    "TRAINER_ARGS_OWNED",
+    "DataConfig",
+    "EvalConfig",
+    "IndexConfig",
+    "MineConfigSection",
+    "RecipeConfig",
+    "StudentConfig",
+    "TeacherConfig",
+    "TrainConfig",
+    "check_trainer_args",
+    "config_from_dict",
+    "load_config",
+    "validate",
+]
+
+# Constrained types shared by the sections. ``allow_inf_nan=False`` refuses inf and nan, which
+# TOML can spell (``lr = inf``).
+PositiveInt = Annotated[int, Field(ge=1)]
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Name = Annotated[str, Field(min_length=1)]
+Dtype = Literal["float32", "bfloat16", "float16"]
+Device = Annotated[str, Field(pattern=r"^(auto|cpu|mps|(cuda|xpu)(:\d+)?)$")]
+Options = dict[str, Any]
+
+S = TypeVar("S", bound="_Section")
+
+_DEVICE_CHOICES = "'auto', 'cpu', 'cuda', 'cuda:N', 'xpu', 'xpu:N' or 'mps'"
 
 
-@dataclass(frozen=True)
-class TeacherConfig:
-    kind: str = "bi-encoder"
-    model: str = "sentence-transformers/all-MiniLM-L6-v2"
-    batch_size: int = 64
-    max_length: int | None = None
-    dtype: str = "float32"
-    device: str = "auto"
+class _Section(BaseModel):
+    """Strict and frozen: an int is accepted where a float is expected, nothing else converts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON-able form that fingerprints hash (tuples become lists)."""
+        return self.model_dump(mode="json")
+
+    def replace(self: S, **changes: Any) -> S:
+        """A copy with ``changes``, checked as a file's values are (``model_copy`` checks nothing).
+
+        Raises:
+            ConfigError: ``[train].lr: expected a number > 0, got 0``.
+        """
+        try:
+            return self.model_validate({**dict(self), **changes})
+        except ValidationError as e:
+            name = next((k for k, v in SECTIONS.items() if v is type(self)), type(self).__name__)
+            raise _translate(e, type(self), f"[{name}]") from None
 
 
-@dataclass(frozen=True)
-class MineConfigSection:
-    model: str | None = None  # first-stage retriever; default: the teacher when it is a bi-encoder
-    negatives: int = 30
-    factory: str = "Flat"
-    batch_size: int = 32
-    max_seq_length: int | None = None
+class DataConfig(_Section):
+    """``[data]``: ir_datasets ids or BEIR folders (``path[:split]``)."""
+
+    train: Name = "beir/scifact/train"
+    eval: Name = "beir/scifact/test"
 
 
-@dataclass(frozen=True)
-class StudentConfig:
-    kind: str = "dense"
-    model: str = "sentence-transformers/all-MiniLM-L6-v2"
-    num_layers: int | None = None
-    max_seq_length: int | None = None
+class TeacherConfig(_Section):
+    """``[teacher]``: the model whose scores the student learns; ``kind`` is a TEACHERS name."""
+
+    kind: Name = "bi-encoder"
+    model: Name = "sentence-transformers/all-MiniLM-L6-v2"
+    batch_size: PositiveInt = 64
+    max_length: PositiveInt | None = None
+    dtype: Dtype = "float32"
+    device: Device = "auto"
+    options: Options = Field(default_factory=dict)  # teacher-specific extras
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    loss: str = "kl"
-    loss_options: dict[str, Any] = field(default_factory=dict)
-    negatives: int = 7
-    negative_pool: int | None = None  # sample `negatives` from the top `negative_pool` each epoch
-    epochs: float = 1.0
-    batch_size: int = 32
-    lr: float = 5e-5
-    warmup: float = 0.1
-    weight_decay: float = 0.01
-    seed: int = 42
-    max_steps: int = -1
+class MineConfigSection(_Section):
+    """``[mine]``: the first-stage retriever that mines negatives; ``kind`` is a STUDENTS name."""
+
+    kind: Name = "dense"
+    model: Name | None = None  # default: the teacher when it is a bi-encoder
+    negatives: PositiveInt = 30
+    batch_size: PositiveInt = 32
+    max_seq_length: PositiveInt | None = None
+    index: Options = Field(default_factory=dict)  # options for the retriever's index class
+
+
+class StudentConfig(_Section):
+    """``[student]``: the model trained from the teacher's scores; ``kind`` is a STUDENTS name."""
+
+    kind: Name = "dense"
+    model: Name = "sentence-transformers/all-MiniLM-L6-v2"
+    num_layers: PositiveInt | None = None  # keep the first N layers
+    max_seq_length: PositiveInt | None = None
+    options: Options = Field(default_factory=dict)
+
+
+class TrainConfig(_Section):
+    """``[train]``: the loss and the optimiser; ``[train.args]`` passes anything else through to
+    the Hugging Face ``TrainingArguments`` (see :func:`check_trainer_args`)."""
+
+    loss: Name = "kl"
+    loss_options: Options = Field(default_factory=dict)
+    negatives: PositiveInt = 7
+    negative_pool: PositiveInt | None = None  # sample `negatives` from the top `negative_pool` each epoch
+    epochs: PositiveFloat = 1.0
+    batch_size: PositiveInt = 32
+    lr: PositiveFloat = 5e-5
+    warmup: NonNegativeFloat = 0.1  # below 1: a share of the steps; from 1: a number of steps
+    weight_decay: NonNegativeFloat = 0.01
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 42
+    max_steps: int = -1  # -1: as many as the epochs make
     bf16: bool = False
-    max_queries: int | None = None  # train on the first N queries only (smoke runs)
+    max_queries: PositiveInt | None = None  # train on the first N queries only (smoke runs)
+    save_steps: PositiveInt = 200  # checkpoint every N steps
+    save_total_limit: PositiveInt | None = 2
+    args: Options = Field(default_factory=dict)
 
-
-@dataclass(frozen=True)
-class IndexConfig:
-    factory: str = "Flat"
-    batch_size: int = 32
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    metrics: tuple[str, ...] = ("ndcg@10", "recall@100", "mrr@10")
-    k: int = 100
-    max_queries: int | None = None
-
-
-@dataclass(frozen=True)
-class RecipeConfig:
-    name: str = "recipe"
-    data: DataConfig = DataConfig()
-    teacher: TeacherConfig = TeacherConfig()
-    mine: MineConfigSection = MineConfigSection()
-    student: StudentConfig = StudentConfig()
-    train: TrainConfig = TrainConfig()
-    index: IndexConfig = IndexConfig()
-    eval: EvalConfig = EvalConfig()
-    source: str = ""
-
-    def section_hash(self, *names: str) -> str:
-        return hash_json({n: dataclasses.asdict(getattr(self, n)) for n in names})
-
-
-T = TypeVar("T")
-
-
-def _check_type(value: Any, hint: Any, where: str) -> Any:
-    text = str(hint)
-    if value is None:
-        if "None" in text:
-            return None
-        raise ConfigError(f"{where}: must not be empty")
-    if "tuple" in text:
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return tuple(value)
-    if "dict" in text:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a table, got {value!r}")
+    @field_validator("max_steps")
+    @classmethod
+    def _max_steps(cls, value: int) -> int:
+        if value != -1 and value < 1:
+            raise ValueError("-1 (no limit) or an integer >= 1")
         return value
-    if text.startswith("float") or hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if text.startswith("int") or hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if text.startswith("bool") or hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if not isinstance(value, str):
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
-    return value
 
 
-def build(cls: type[T], values: dict[str, Any], where: str) -> T:
-    """``cls(**values)`` with every field checked; the message names ``where`` and the field."""
-    hints = get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    unknown = sorted(set(values) - set(names))
-    if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {unknown}; valid fields: {names}")
-    kwargs = {k: _check_type(v, hints[k], f"{where}.{k}") for k, v in values.items()}
-    return cls(**kwargs)
+class IndexConfig(_Section):
+    """``[index]``: the index over the student's documents; ``kind`` defaults to the student's
+    own index kind, ``options`` go to the index class (``[index.options] factory = "Flat"``)."""
+
+    kind: Name | None = None
+    batch_size: PositiveInt = 32
+    options: Options = Field(default_factory=dict)
 
 
-SECTIONS: dict[str, type[Any]] = {
+class EvalConfig(_Section):
+    """``[eval]``: metric names as ``rkd eval`` takes them, and the retrieval depth."""
+
+    metrics: tuple[Name, ...] = ("ndcg@10", "recall@100", "mrr@10")
+    k: PositiveInt = 100
+    max_queries: PositiveInt | None = None
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _list_to_tuple(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple) and not value:
+            raise ValueError("a non-empty list")
+        return tuple(value) if isinstance(value, list) else value  # TOML arrays are lists
+
+
+SECTIONS: dict[str, type[_Section]] = {
     "data": DataConfig,
     "teacher": TeacherConfig,
     "mine": MineConfigSection,
@@ -152,55 +191,235 @@ SECTIONS: dict[str, type[Any]] = {
 }
 
 
+class RecipeConfig(BaseModel):
+    """A whole recipe: ``name``, ``source`` (the file it came from) and one model per section."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    name: str = "recipe"
+    data: DataConfig = Field(default_factory=DataConfig)
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    mine: MineConfigSection = Field(default_factory=MineConfigSection)
+    student: StudentConfig = Field(default_factory=StudentConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    index: IndexConfig = Field(default_factory=IndexConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    source: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """Every section's settings, JSON-able."""
+        return self.model_dump(mode="json")
+
+    def section_hash(self, *names: str) -> str:
+        """Hash of the named sections' settings: a stage's share of the fingerprint."""
+        return hash_json({n: getattr(self, n).to_json() for n in names})
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], source: str | Path) -> RecipeConfig:
+        """Builds and checks a recipe from parsed TOML; see :func:`config_from_dict`."""
+        return config_from_dict(raw, source)
+
+
+# ---- errors: pydantic's structured errors → one line in rkd's format ----------------------------
+
+_TYPE_WORDS = {
+    "float_type": "a number",
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "bool_type": "true or false",
+    "string_type": "a string",
+    "dict_type": "a table",
+    "tuple_type": "a list",
+    "list_type": "a list",
+}
+
+
+def _kind(section: type[BaseModel], field: str) -> str:
+    """``an integer`` or ``a number``: how to name a bounded field's type."""
+    info = section.model_fields.get(field)
+    text = str(info.annotation) if info is not None else ""
+    return "an integer" if "int" in text else "a number"
+
+
+def _num(bound: float) -> str:
+    """``0`` for 0.0: bounds read as the user would write them."""
+    return str(int(bound)) if float(bound).is_integer() else str(bound)
+
+
+def _expected(error: Any, section: type[BaseModel], field: str) -> str:
+    kind, ctx = error["type"], error.get("ctx", {})
+    if kind in _TYPE_WORDS:
+        return _TYPE_WORDS[kind]
+    if kind == "greater_than_equal":
+        return f"{_kind(section, field)} >= {_num(ctx['ge'])}"
+    if kind == "greater_than":
+        return f"{_kind(section, field)} > {_num(ctx['gt'])}"
+    if kind == "less_than_equal":
+        return f"{_kind(section, field)} <= {_num(ctx['le'])}"
+    if kind == "finite_number":
+        return "a finite number"
+    if kind == "literal_error":
+        return f"one of {ctx['expected'].replace(' or ', ', ')}"
+    if kind == "string_too_short":
+        return "a non-empty string"
+    if kind == "too_short":
+        return "a non-empty list"
+    if kind == "string_pattern_mismatch" and field == "device":
+        return _DEVICE_CHOICES
+    if kind == "value_error":  # our validators raise ValueError(what was expected)
+        return str(ctx["error"])
+    return str(error["msg"]).removeprefix("Input should be ").removeprefix("Value error, ")
+
+
+def _translate(error: ValidationError, section: type[BaseModel], where: str) -> ConfigError:
+    """The first problem of a section's :class:`ValidationError`, as one line; unknown fields are
+    reported together, with the valid names."""
+    errors = error.errors(include_url=False)
+    unknown = sorted(str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden")
+    if unknown:
+        return ConfigError(f"{where}: unknown field(s) {unknown}; valid fields: {list(section.model_fields)}")
+    first = errors[0]
+    field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
+    top = str(first["loc"][0]) if first["loc"] else ""
+    got = first["input"]
+    return ConfigError(f"{where}{field}: expected {_expected(first, section, top)}, got {got!r}")
+
+
+def config_from_dict(raw: Mapping[str, Any], source: str | Path) -> RecipeConfig:
+    """Builds a :class:`RecipeConfig` from parsed TOML and checks it (types, ranges, registries).
+
+    Args:
+        raw: the parsed file: ``name`` and one table per section.
+        source: where it came from; every error message starts with it.
+
+    Raises:
+        ConfigError: one line naming ``source``, the section and the field.
+    """
+    raw = dict(raw)
+    name = raw.pop("name", Path(str(source)).stem)
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown section(s) {unknown}; valid sections: {sorted(SECTIONS)} and 'name'"
+        )
+    if not isinstance(name, str):
+        raise ConfigError(f"{source}: name: expected a string, got {name!r}")
+    sections: dict[str, _Section] = {}
+    for key, cls in SECTIONS.items():
+        value = raw.get(key, {})
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: [{key}]: expected a table, got {value!r}")
+        try:
+            sections[key] = cls.model_validate(value)
+        except ValidationError as e:
+            raise _translate(e, cls, f"{source}: [{key}]") from None
+    config = RecipeConfig.model_validate({"name": name, "source": str(source), **sections})
+    validate(config, source)
+    return config
+
+
 def load_config(path: Path) -> RecipeConfig:
     """Reads a recipe TOML; the registries validate kinds and loss names up front, so a typo
-    fails in a second, not after an hour of teacher scoring."""
+    fails in a second, not after an hour of teacher scoring.
+
+    Raises:
+        ConfigError: a missing file, invalid TOML, or any bad section, field or value.
+    """
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML ({e})") from None
-    name = raw.pop("name", path.stem)
-    unknown = sorted(set(raw) - set(SECTIONS))
-    if unknown:
-        raise ConfigError(
-            f"{path}: unknown section(s) {unknown}; valid sections: {sorted(SECTIONS)} and 'name'"
-        )
-    sections = {}
-    for key, cls in SECTIONS.items():
-        value = raw.get(key, {})
-        if not isinstance(value, dict):
-            raise ConfigError(f"{path}: [{key}] must be a table")
-        sections[key] = build(cls, value, f"{path}: [{key}]")
-    config = RecipeConfig(name=str(name), source=str(path), **sections)
-    validate(config, path)
-    return config
+    return config_from_dict(raw, path)
 
 
 def validate(config: RecipeConfig, path: Path | str) -> None:
+    """Checks what one section cannot check alone: registry names, metric names and the
+    agreement between sections. Imports the registries only (never torch).
+
+    Raises:
+        ConfigError: ``{path}: [section].field ...`` with the valid choices.
+    """
     from retrieval_kd.eval.metrics import parse_metric
+    from retrieval_kd.indexes import INDEXES
     from retrieval_kd.losses import LOSSES
     from retrieval_kd.students import STUDENTS
     from retrieval_kd.teachers import TEACHERS
 
-    for registry, value, fieldname in (
+    checks: list[tuple[Any, str | None, str]] = [
         (TEACHERS, config.teacher.kind, "[teacher].kind"),
+        (STUDENTS, config.mine.kind, "[mine].kind"),
         (STUDENTS, config.student.kind, "[student].kind"),
         (LOSSES, config.train.loss, "[train].loss"),
-    ):
-        if value not in registry:
+        (INDEXES, config.index.kind, "[index].kind"),
+    ]
+    for registry, value, fieldname in checks:
+        if value is not None and value not in registry:
             raise ConfigError(f"{path}: {fieldname} = {value!r} is unknown; choose from {registry.names()}")
-    try:
-        [parse_metric(m) for m in config.eval.metrics]
-    except Exception as e:
-        raise ConfigError(f"{path}: [eval].metrics: {e}") from None
-    if config.train.negatives < 1:
-        raise ConfigError(f"{path}: [train].negatives must be >= 1")
-    if config.train.negative_pool is not None and config.train.negative_pool < config.train.negatives:
-        raise ConfigError(f"{path}: [train].negative_pool must be >= negatives ({config.train.negatives})")
-    if config.mine.negatives < config.train.negatives:
+    for metric in config.eval.metrics:
+        try:
+            parse_metric(metric)
+        except Exception as e:
+            raise ConfigError(f"{path}: [eval].metrics: {e}") from None
+    train = config.train
+    if train.negative_pool is not None and train.negative_pool < train.negatives:
         raise ConfigError(
-            f"{path}: [mine].negatives ({config.mine.negatives}) is below "
-            f"[train].negatives ({config.train.negatives})"
+            f"{path}: [train].negative_pool: expected an integer >= [train].negatives "
+            f"({train.negatives}), got {train.negative_pool}"
         )
+    if config.mine.negatives < train.negatives:
+        raise ConfigError(
+            f"{path}: [mine].negatives: expected an integer >= [train].negatives "
+            f"({train.negatives}), got {config.mine.negatives}"
+        )
+
+
+# ---- [train.args]: the Hugging Face TrainingArguments passthrough -------------------------------
+
+#: TrainingArguments that rkd sets itself, and the setting a recipe uses instead.
+TRAINER_ARGS_OWNED: dict[str, str] = {
+    "output_dir": "the stage's output folder (--out)",
+    "per_device_train_batch_size": "[train].batch_size",
+    "learning_rate": "[train].lr",
+    "num_train_epochs": "[train].epochs",
+    "max_steps": "[train].max_steps",
+    "seed": "[train].seed",
+    "data_seed": "[train].seed",
+    "save_steps": "[train].save_steps",
+    "save_total_limit": "[train].save_total_limit",
+    "save_strategy": "[train].save_steps",
+    "warmup_steps": "[train].warmup",
+    "warmup_ratio": "[train].warmup",
+    "weight_decay": "[train].weight_decay",
+    "bf16": "[train].bf16",
+    "logging_steps": "rkd's own log (every step, train_log.jsonl)",
+    "report_to": "rkd's own log (train_log.jsonl)",
+    "disable_tqdm": "rkd's own progress display",
+    "use_cpu": "rkd's device choice (CUDA when present)",
+}
+
+
+def check_trainer_args(args: Mapping[str, Any], where: str) -> None:
+    """Refuses ``[train.args]`` keys that ``transformers.TrainingArguments`` does not have, or
+    that rkd sets itself (naming the rkd setting to use instead). Imports transformers.
+
+    Args:
+        args: the ``[train.args]`` table.
+        where: the config file (or other origin) that error messages start with.
+
+    Raises:
+        ConfigError: e.g. ``x.toml: [train.args].learning_rate: set by rkd; use [train].lr``.
+    """
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    fields = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
+    for key in args:
+        if key in TRAINER_ARGS_OWNED:
+            raise ConfigError(f"{where}: [train.args].{key}: set by rkd; use {TRAINER_ARGS_OWNED[key]}")
+        if key not in fields:
+            near = difflib.get_close_matches(key, sorted(fields), n=3)
+            hint = f"; close matches: {near}" if near else ""
+            raise ConfigError(f"{where}: [train.args].{key}: not a TrainingArguments field{hint}")

@@ -75,8 +75,14 @@ def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
                 yield lineno, line.rstrip("\r\n")
 
 
-def iter_jsonl(path: Path, required: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
-    """Yields one dict per non-blank line; a bad line raises with file and line number."""
+def iter_jsonl_numbered(path: Path, required: tuple[str, ...] = ()) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yields ``(line number, record)`` for every non-blank line, counting lines in the file (blank
+    ones included), so a caller's own checks can name the same ``file:line`` as a parse error.
+
+    Raises:
+        DataError: a malformed line, a line that is not an object, or one missing a ``required``
+            field, with file and line number.
+    """
     for lineno, line in iter_lines(path):
         try:
             record = json.loads(line)
@@ -87,4 +93,10 @@ def iter_jsonl(path: Path, required: tuple[str, ...] = ()) -> Iterator[dict[str,
         missing = [k for k in required if k not in record]
         if missing:
             raise DataError(f"{path}:{lineno}: missing field(s) {missing}; a record needs {list(required)}")
+        yield lineno, record
+
+
+def iter_jsonl(path: Path, required: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
+    """Yields one dict per non-blank line; a bad line raises with file and line number."""
+    for _, record in iter_jsonl_numbered(path, required):
         yield record

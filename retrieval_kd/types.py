@@ -28,3 +28,11 @@ class Doc(NamedTuple):
 class Pair(NamedTuple):
     query_id: str
     doc_id: str
+
+
+class Judgement(NamedTuple):
+    """A pairwise teacher judgement key: how much ``doc_a`` beats ``doc_b`` for ``query_id``."""
+
+    query_id: str
+    doc_a: str
+    doc_b: str

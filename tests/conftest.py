@@ -9,7 +9,6 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 DATA = Path(__file__).parent / "data"
 # ../shared/data beside the checkout (DESIGN.md); RKD_SHARED_DATA points elsewhere.
@@ -26,12 +25,17 @@ def pytest_configure(config: pytest.Config) -> None:
         shutil.copytree(SHARED / "ir_datasets", home, dirs_exist_ok=True)
     os.environ["IR_DATASETS_HOME"] = str(home)
     config._rkd_irds_home = home  # type: ignore[attr-defined]
+    # rkd's own cache (model-file hashes): a private one, never the user's ~/.cache/rkd
+    cache = Path(tempfile.mkdtemp(prefix="rkd-cache-"))
+    os.environ["RKD_CACHE_DIR"] = str(cache)
+    config._rkd_cache = cache  # type: ignore[attr-defined]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    home = getattr(config, "_rkd_irds_home", None)
-    if home is not None:
-        shutil.rmtree(home, ignore_errors=True)
+    for attr in ("_rkd_irds_home", "_rkd_cache"):
+        folder = getattr(config, attr, None)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -6,6 +6,8 @@ transformers, faiss, ranx) are imported inside the commands, so ``rkd --help`` i
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from retrieval_kd.cli import commands, evaluate
@@ -17,6 +19,20 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _global_options(
+    ctx: typer.Context,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Also show INFO log lines (default: WARNING and up).")
+    ] = False,
+) -> None:
+    from retrieval_kd.cli._common import setup_logging
+
+    ctx.call_on_close(setup_logging(verbose))
+
+
 app.command("run")(commands.run)
 app.command("mine")(commands.mine)
 app.command("score-teacher")(commands.score_teacher)

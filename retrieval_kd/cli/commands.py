@@ -1,32 +1,39 @@
-"""The stage commands: run, mine, score-teacher, import-scores, train, index, datasets."""
+"""The stage commands: run, mine, score-teacher, import-scores, train, index, datasets.
+
+Each parses its options, builds a stage config and calls one library function; the stage logic
+lives in :mod:`retrieval_kd.stages`.
+"""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from retrieval_kd.cli._common import cli_errors, out, progress, say
-from retrieval_kd.errors import RkdError
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="hub id or model folder")]
 DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="ir_datasets id or BEIR folder[:split]")]
+BatchOpt = Annotated[int, typer.Option(min=1, help="texts per forward pass")]
 
 
-def _shard(text: str | None) -> tuple[int, int]:
-    """``i/n`` from the flag, else torchrun's RANK/WORLD_SIZE, else the whole set."""
-    if text is None:
-        return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    try:
-        i, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise RkdError(f"--shard {text!r}: expected I/N such as 0/4") from None
-    if not 0 <= i < n:
-        raise RkdError(f"--shard {text!r}: need 0 <= I < N")
-    return i, n
+def parse_options(pairs: list[str]) -> dict[str, object]:
+    """``["factory=IVF256,Flat", "nprobe=32"]`` → ``{"factory": "IVF256,Flat", "nprobe": 32}``:
+    a value that parses as JSON is taken as such, anything else as a string."""
+    from retrieval_kd.errors import RkdError
+
+    options: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise RkdError(f"--option {pair!r}: expected KEY=VALUE, such as factory=HNSW32")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
 
 
 @cli_errors
@@ -36,12 +43,15 @@ def run(
 ) -> None:
     """Run a recipe end to end: mine, score-teacher, train, index, eval; skip stages already done."""
     from retrieval_kd.config import load_config
+    from retrieval_kd.distributed import is_main
     from retrieval_kd.eval.table import metrics_table
-    from retrieval_kd.pipeline import Pipeline
+    from retrieval_kd.pipeline import run_recipe
 
     cfg = load_config(config)
     with progress() as p:
-        report = Pipeline(cfg, out_dir, progress=p, say=say).run()
+        report = run_recipe(cfg, out_dir, progress=p, say=say)
+    if not is_main():
+        return
     out.print(metrics_table(report["metrics"], list(cfg.eval.metrics)))
     ratio = report["student_over_teacher"].get(cfg.eval.metrics[0])
     if ratio is not None:
@@ -54,26 +64,20 @@ def mine(
     dataset: DatasetOpt,
     model: ModelOpt,
     out_dir: Annotated[Path, typer.Option("--out", "-o")],
-    negatives: Annotated[int, typer.Option(help="mined negatives per query")] = 30,
-    factory: Annotated[str, typer.Option(help="faiss index_factory string")] = "Flat",
-    batch_size: int = 32,
+    negatives: Annotated[int, typer.Option(min=1, help="mined negatives per query")] = 30,
+    kind: Annotated[str, typer.Option(help="the retriever's student kind")] = "dense",
+    factory: Annotated[str, typer.Option(help="faiss index_factory string (dense retrievers)")] = "Flat",
+    batch_size: BatchOpt = 32,
+    max_seq_length: Annotated[int | None, typer.Option(min=1, help="the retriever's token limit")] = None,
 ) -> None:
     """Candidates: qrels positives + the model's top-k other documents, with provenance."""
-    from retrieval_kd.data import load_dataset
-    from retrieval_kd.mine import MineConfig
-    from retrieval_kd.mine import mine as do_mine
-    from retrieval_kd.models import resolve_model
-    from retrieval_kd.students.dense import DenseStudent
+    from retrieval_kd.stages import MineStage, mine_stage
 
-    ds = load_dataset(dataset)
-    retriever = DenseStudent.from_pretrained(model)
+    options = {"factory": factory} if kind == "dense" else {}
+    config = MineStage(dataset, model, out_dir, kind, negatives, batch_size, max_seq_length, options)
     with progress() as p:
-        cands, index = do_mine(ds, retriever, MineConfig(negatives, factory, batch_size), progress=p)
-    cands.save(out_dir)
-    index.manifest["student_path"] = resolve_model(model)
-    index.manifest["dataset"] = ds.id
-    index.save(out_dir / "index")
-    out.print(f"{len(cands.items)} queries, {len(cands.pairs())} pairs → {out_dir / 'candidates.jsonl'}")
+        result = mine_stage(config, p)
+    out.print(result.message(), soft_wrap=True, highlight=False)
 
 
 @cli_errors
@@ -83,44 +87,35 @@ def score_teacher(
     model: ModelOpt,
     store: Annotated[Path, typer.Option(help="score store root")],
     teacher: Annotated[str, typer.Option(help="teacher kind")] = "cross-encoder",
-    batch_size: int = 64,
-    max_length: int | None = None,
+    batch_size: BatchOpt = 64,
+    max_length: Annotated[int | None, typer.Option(min=1)] = None,
     dtype: str = "float32",
     device: str = "auto",
     part_size: Annotated[
-        int, typer.Option(help="pairs per stored part: at most this is lost on a crash")
+        int, typer.Option(min=1, help="pairs per stored part: at most this is lost on a crash")
     ] = 512,
     shard: Annotated[str | None, typer.Option(help="I/N: score one shard (default from torchrun)")] = None,
 ) -> None:
     """Score candidates with a teacher into the score store; only missing pairs are scored."""
-    from retrieval_kd.data import load_dataset
-    from retrieval_kd.data.candidates import Candidates
-    from retrieval_kd.scores.scoring import score_pairs
-    from retrieval_kd.scores.store import ScoreStore
-    from retrieval_kd.teachers import TEACHERS, build_teacher
+    from retrieval_kd.stages import ScoreStage, score_stage
 
-    TEACHERS.check(teacher)
-    i, n = _shard(shard)
-    ds = load_dataset(dataset)
-    cands = Candidates.load(candidates, corpus=ds.docs)
-    t = build_teacher(
-        teacher, model, max_length=max_length, dtype=dtype, batch_size=batch_size, device=device
+    config = ScoreStage(
+        candidates,
+        dataset,
+        teacher,
+        model,
+        store,
+        batch_size,
+        max_length,
+        dtype,
+        device,
+        {},
+        part_size,
+        shard,
     )
-    pairs = cands.pairs()
-    writer = f"shard{i}of{n}"
-    with ScoreStore.open(store, t.fingerprint(), t.spec(), writer=writer) as st, progress() as p:  # type: ignore[attr-defined]
-        task = p.task("teacher scoring", len(st.missing(pairs)), unit="pairs")
-        scored = score_pairs(
-            st,
-            t,
-            pairs,
-            ds.queries,
-            ds.doc_texts(),
-            batch_size=part_size,
-            shard=(i, n),
-            progress=task.advance,
-        )
-    out.print(f"teacher {t.fingerprint()}: scored {scored} pairs; store holds {len(st)} → {st.path}")
+    with progress() as p:
+        result = score_stage(config, p)
+    out.print(result.message(), soft_wrap=True, highlight=False)
 
 
 @cli_errors
@@ -152,35 +147,25 @@ def train(
         str | None, typer.Option(help="teacher fingerprint, if the store holds several")
     ] = None,
 ) -> None:
-    """Train a student from the score store with a score-space loss."""
-    from dataclasses import asdict
-
+    """Train a student from the score store with a score-space loss; a rerun after a crash
+    resumes from the last checkpoint."""
     from retrieval_kd.config import load_config
-    from retrieval_kd.data import load_dataset
-    from retrieval_kd.data.candidates import Candidates
-    from retrieval_kd.scores.store import ScoreStore
-    from retrieval_kd.students import build_student
-    from retrieval_kd.train.trainer import train_student
+    from retrieval_kd.stages import TrainStage, train_stage
 
     cfg = load_config(config)
-    ds = load_dataset(dataset or cfg.data.train)
-    cands = Candidates.load(candidates, corpus=ds.docs)
-    st = ScoreStore.load(scores, teacher)
-    s = cfg.student
-    student = build_student(s.kind, s.model, num_layers=s.num_layers, max_seq_length=s.max_seq_length)
+    stage = TrainStage(
+        candidates=candidates,
+        store=scores,
+        teacher=teacher,
+        dataset=dataset or cfg.data.train,
+        student=cfg.student,
+        train=cfg.train,
+        out=out_dir,
+        provenance={"recipe": str(config)},
+    )
     with progress() as p:
-        log = train_student(
-            student,
-            cands,
-            st,
-            ds.queries,
-            ds.doc_texts(),
-            cfg.train,
-            out_dir,
-            provenance={"recipe": str(config), "data": ds.fingerprint(), "config": asdict(cfg)},
-            progress=p,
-        )
-    out.print(f"{len(log)} steps, loss {log[0]['loss']:.4f} → {log[-1]['loss']:.4f}; student → {out_dir}")
+        result = train_stage(stage, p)
+    out.print(result.message(), soft_wrap=True, highlight=False)
 
 
 @cli_errors
@@ -188,31 +173,36 @@ def index(
     model: ModelOpt,
     dataset: DatasetOpt,
     out_dir: Annotated[Path, typer.Option("--out", "-o")],
+    kind: Annotated[str | None, typer.Option(help="index kind (default: the student's own)")] = None,
     factory: Annotated[
-        str, typer.Option(help="faiss index_factory string: Flat, IVF256,PQ32, HNSW32")
-    ] = "Flat",
-    batch_size: int = 32,
+        str | None, typer.Option(help="faiss index_factory string: Flat, IVF256,PQ32, HNSW32")
+    ] = None,
+    option: Annotated[
+        list[str] | None, typer.Option("--option", help="KEY=VALUE index option (repeatable)")
+    ] = None,
+    batch_size: BatchOpt = 32,
 ) -> None:
-    """Encode a corpus with a student into a FAISS index (GPU when faiss or torch sees one)."""
-    from retrieval_kd.data import load_dataset
-    from retrieval_kd.mine import build_dense_index
-    from retrieval_kd.students import load_student
+    """Encode a corpus with a student into an index of its kind (FAISS for dense; GPU when
+    faiss or torch sees one)."""
+    from retrieval_kd.stages import IndexStage, index_stage
 
-    ds = load_dataset(dataset)
-    student = load_student(model)
+    options = parse_options(option or [])
+    if factory is not None:
+        options["factory"] = factory
     with progress() as p:
-        idx = build_dense_index(student, ds, factory, batch_size, p)
-    idx.manifest["student_path"] = str(Path(model).resolve()) if Path(model).exists() else model
-    idx.manifest["dataset"] = ds.id
-    idx.save(out_dir)
-    out.print(f"{len(ds.docs)} docs, {factory}, student {student.fingerprint()} → {out_dir}")
+        result = index_stage(IndexStage(model, dataset, out_dir, kind, options, batch_size), p)
+    out.print(result.message(), soft_wrap=True, highlight=False)
 
 
 @cli_errors
 def datasets(pattern: Annotated[str, typer.Argument(help="substring to filter ids")] = "") -> None:
-    """List ir_datasets ids usable as --dataset (a BEIR folder path works too)."""
-    from retrieval_kd.data.irds import list_ids
+    """List ir_datasets ids usable as --dataset (a BEIR folder path works too); ✓ marks those
+    whose files are here, so they work offline."""
+    from retrieval_kd.data.irds import list_datasets
 
-    ids = list_ids(pattern)
-    out.print("\n".join(ids) if ids else f"no ir_datasets id contains {pattern!r}")
-    out.print(json.dumps({"count": len(ids)}), style="dim")
+    rows = list_datasets(pattern)
+    if not rows:
+        out.print(f"no ir_datasets id contains {pattern!r}")
+    for dataset_id, offline in rows:
+        out.print(f"{'✓' if offline else ' '} {dataset_id}", highlight=False)
+    out.print(json.dumps({"count": len(rows), "offline": sum(o for _, o in rows)}), style="dim")

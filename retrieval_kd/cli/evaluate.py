@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -23,63 +23,53 @@ def beir(
         list[Path] | None, typer.Option("--index", "-i", help="index folder from `rkd index`")
     ] = None,
     metric: Annotated[list[str] | None, typer.Option("--metric", help="repeatable")] = None,
-    k: Annotated[int, typer.Option("-k", "--k", help="retrieval depth")] = 100,
-    factory: str = "Flat",
-    max_queries: int | None = None,
-    batch_size: int = 32,
+    k: Annotated[int, typer.Option("-k", "--k", min=1, help="retrieval depth")] = 100,
+    factory: Annotated[str, typer.Option(help="faiss factory of the index built for a --model")] = "Flat",
+    max_queries: Annotated[int | None, typer.Option(min=1)] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
 ) -> None:
-    """Evaluate each --model (a fresh index of the corpus) and each --index (with the student
-    recorded in it) on a dataset; print one table."""
-    from retrieval_kd.data import load_dataset
+    """Evaluate each --model (through an index of the corpus, built once and kept under
+    OUT/indexes/) and each --index (with the student recorded in it) on a dataset; print one
+    table."""
     from retrieval_kd.eval.metrics import compare, parse_metric
     from retrieval_kd.eval.table import metrics_table
-    from retrieval_kd.evaluation import evaluate_system
-    from retrieval_kd.indexes import load_index
-    from retrieval_kd.students import load_student
+    from retrieval_kd.eval.trec import read_trec
+    from retrieval_kd.stages import EvalStage, IndexStage, evaluate_stage, index_stage
 
     metrics = tuple(metric or ("ndcg@10", "recall@100", "mrr@10"))
-    [parse_metric(m_) for m_ in metrics]
+    for m in metrics:
+        parse_metric(m)
     if not model and not index:
         raise RkdError("give at least one --model or --index")
-    ds = load_dataset(dataset)
-    systems: list[tuple[str, Any, Any]] = []
-    for m in model or []:
-        systems.append((Path(m).name or m, load_student(m), None))
-    for ix in index or []:
-        idx = load_index(ix)
-        student_path = idx.manifest.get("student_path")
-        if not student_path:
-            raise RkdError(
-                f"{ix}: the index does not record its student; pass it with --model and no --index"
-            )
-        systems.append((ix.name, load_student(student_path), idx))
+    systems: list[tuple[str, str | None, Path | None]] = [(Path(m).name or m, m, None) for m in model or []]
+    systems += [(ix.name, None, ix) for ix in index or []]
     names = [name for name, _, _ in systems]
     if len(set(names)) < len(names):  # two folders with one basename: number them
-        systems = [(f"{name}-{i + 1}", st, ix) for i, (name, st, ix) in enumerate(systems)]
-    rows = {}
-    runs = {}
+        systems = [(f"{name}-{i + 1}", m, ix) for i, (name, m, ix) in enumerate(systems)]
+    rows, runs = {}, {}
     with progress() as p:
-        for name, student, idx in systems:
-            result = evaluate_system(
-                name,
-                student,
-                ds,
-                metrics,
-                k,
-                out_dir / name,
-                index=idx,
-                factory=factory,
-                max_queries=max_queries,
-                batch_size=batch_size,
-                progress=p,
+        for name, m, ix in systems:
+            if ix is None:
+                assert m is not None
+                options = {"factory": factory}
+                built = index_stage(
+                    IndexStage(m, dataset, out_dir / "indexes" / name, None, options, batch_size), p
+                )
+                say(built.message(f"index {name}"))
+                ix = built.path
+            result = evaluate_stage(
+                EvalStage(name, ix, dataset, out_dir / name, metrics, k, max_queries, batch_size, model=m), p
             )
-            rows[name] = result.metrics
-            runs[name] = result.run
-            say(f"{name}: run → {out_dir / name / 'run.trec'}")
+            say(result.message(f"eval {name}"))
+            rows[name] = result.extra["metrics"]
+            runs[name] = result.extra.get("run") or read_trec(out_dir / name / "run.trec")
     markers = None
     if len(runs) > 1 and not max_queries:
+        from retrieval_kd.data import load_dataset
+
         # paired t-test over queries (ranx.compare); a letter marks a significant win (p < 0.05)
-        markers = compare(runs, ds.qrels, metrics).markers()
+        qrels = load_dataset(dataset).qrels
+        markers = compare(runs, qrels, metrics).markers()
     out.print(metrics_table(rows, list(metrics), markers=markers))
     if markers:
         out.print("letters: significantly better than that row (paired t-test, p < 0.05)", style="dim")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from retrieval_kd.errors import DataError
-from retrieval_kd.io import atomic_write, atomic_write_json, iter_jsonl, read_json
+from retrieval_kd.io import atomic_write, atomic_write_json, iter_jsonl_numbered, read_json
 from retrieval_kd.types import Pair
 
 
@@ -59,7 +59,10 @@ class Candidates:
         manifest_path = path.parent / "manifest.json"
         manifest = read_json(manifest_path) if manifest_path.is_file() else {}
         items = []
-        for lineno, rec in enumerate(iter_jsonl(path, ("query_id", "positives", "negatives")), start=1):
+        for lineno, rec in iter_jsonl_numbered(path, ("query_id", "positives", "negatives")):
+            for key in ("positives", "negatives"):
+                if not isinstance(rec[key], list):
+                    raise DataError(f"{path}:{lineno}: {key!r} must be a list of doc ids, got {rec[key]!r}")
             cand = Candidate(
                 str(rec["query_id"]), tuple(map(str, rec["positives"])), tuple(map(str, rec["negatives"]))
             )

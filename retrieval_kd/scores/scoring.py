@@ -13,6 +13,20 @@ from retrieval_kd.scores.store import ScoreStore
 from retrieval_kd.types import Pair
 
 
+def shard_pairs(pairs: Sequence[Pair], shard: tuple[int, int]) -> list[Pair]:
+    """This shard's pairs, input order kept: those whose ``crc32(query_id) % n == i``
+    (stable across processes and Python runs; all of a query's pairs land in one shard).
+
+    Example:
+        >>> [p.query_id for p in shard_pairs([Pair("q1", "d"), Pair("q4", "d")], (1, 2))]
+        ['q4']
+    """
+    i, n = shard
+    if not (n >= 1 and 0 <= i < n):
+        raise RkdError(f"bad shard {shard}: need (i, n) with 0 <= i < n")
+    return [Pair(q, d) for q, d in pairs if zlib.crc32(q.encode()) % n == i]
+
+
 def score_pairs(
     store: ScoreStore,
     teacher: Teacher,
@@ -50,9 +64,6 @@ def score_pairs(
             the teacher returned a wrong-length or non-finite batch (nothing of it is stored).
         DataError: a pair's query or doc id has no text.
     """
-    i, n = shard
-    if not (n >= 1 and 0 <= i < n):
-        raise RkdError(f"bad shard {shard}: need (i, n) with 0 <= i < n")
     if batch_size < 1:
         raise RkdError(f"batch_size must be at least 1, got {batch_size}")
     fingerprint = teacher.fingerprint()
@@ -62,7 +73,7 @@ def score_pairs(
             f"{store.fingerprint!r} ({store.path}); open the store with the teacher's fingerprint"
         )
 
-    mine = {Pair(q, d) for q, d in pairs if zlib.crc32(q.encode()) % n == i}
+    mine = set(shard_pairs(pairs, shard))
     for q, d in mine:
         if q not in query_text:
             raise DataError(f"query {q!r} of pair ({q!r}, {d!r}) has no text")

@@ -1,4 +1,8 @@
-"""Students: the small models distillation trains. ``load_student`` opens a saved one."""
+"""Students: the small models distillation trains. ``load_student`` opens a saved one.
+
+A family is one module here plus one line in :data:`STUDENTS`; the trainer, indexer, miner,
+evaluator and API only ever see the :class:`~retrieval_kd.protocols.Student` roles.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +11,21 @@ from pathlib import Path
 from typing import Any
 
 from retrieval_kd.errors import RkdError
+from retrieval_kd.protocols import Student, StudentClass
 from retrieval_kd.registry import Registry
 
-STUDENTS: Registry[Any] = Registry(
+STUDENTS: Registry[StudentClass] = Registry(
     "student",
     {"dense": "retrieval_kd.students.dense:DenseStudent"},
 )
 
 
-def build_student(kind: str, model: str, **options: Any) -> Any:
+def build_student(kind: str, model: str, **options: Any) -> Student:
     """A fresh student of ``kind`` initialised from a hub id or folder."""
     return STUDENTS.get(kind).from_pretrained(model, **options)
 
 
-def load_student(path: str | Path, device: str = "auto") -> Any:
+def load_student(path: str | Path, device: str = "auto") -> Student:
     """Opens a saved student folder; its ``rkd.json`` names the kind (a plain
     sentence-transformers folder without one opens as a dense student)."""
     folder = Path(path)
@@ -37,4 +42,15 @@ def load_student(path: str | Path, device: str = "auto") -> Any:
     return STUDENTS.get(kind).load(folder, device=device)
 
 
-__all__ = ["STUDENTS", "build_student", "load_student"]
+def open_student(
+    model: str | Path, kind: str | None = None, max_seq_length: int | None = None, device: str = "auto"
+) -> Student:
+    """A saved rkd student as saved, or any other model folder / hub id as a fresh student of
+    ``kind`` (default dense) with its settings: how a first-stage retriever is opened."""
+    folder = Path(model)
+    if (folder / "rkd.json").is_file() and max_seq_length is None:
+        return load_student(folder, device=device)
+    return build_student(kind or "dense", str(model), max_seq_length=max_seq_length, device=device)
+
+
+__all__ = ["STUDENTS", "build_student", "load_student", "open_student"]

@@ -14,6 +14,7 @@ from torch import Tensor
 from retrieval_kd.errors import RkdError
 from retrieval_kd.io import atomic_write_json
 from retrieval_kd.models import pick_device, resolve_model
+from retrieval_kd.protocols import TrainingScores
 
 
 def truncate_layers(model: Any, num_layers: int) -> None:
@@ -53,6 +54,8 @@ class DenseStudent:
     ``rkd.json``; ``SentenceTransformer(path)`` loads it and gives the same vectors."""
 
     kind = "dense"
+    role = "encoder"
+    index_kind = "faiss"
 
     def __init__(self, model: Any, provenance: dict[str, Any] | None = None) -> None:
         self.model = model
@@ -66,8 +69,12 @@ class DenseStudent:
         num_layers: int | None = None,
         max_seq_length: int | None = None,
         device: str = "auto",
+        **options: Any,
     ) -> DenseStudent:
         from sentence_transformers import SentenceTransformer
+
+        if options:
+            raise RkdError(f"unknown dense student option(s) {sorted(options)}; the dense student takes none")
 
         path = resolve_model(model)
         st = SentenceTransformer(path, device=pick_device(device))
@@ -132,6 +139,21 @@ class DenseStudent:
         q = self._embed(query_batch)  # (B, dim)
         d = self._embed([t for g in doc_groups for t in g]).view(len(doc_groups), width, -1)  # (B, 1+n, dim)
         return score_matrix(q, d, self.similarity)
+
+    def training_scores(self, model: Any, inputs: Sequence[Any], width: int) -> TrainingScores:
+        """Shapes: inputs = token features of [query, doc0..doc{width-1}], each of batch B →
+        scores (B, width); a dense student declares no regulariser."""
+        from sentence_transformers.base.losses.merged_forward import embed_columns
+
+        embeddings = embed_columns(model, list(inputs))
+        q = embeddings[0]  # (B, dim)
+        d = torch.stack(embeddings[1 : 1 + width], dim=1)  # (B, 1+n, dim)
+        return TrainingScores(score_matrix(q, d, self.similarity), {})
+
+    def trainer_classes(self) -> tuple[Any, Any]:
+        from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+
+        return SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
     def save(self, path: Path, provenance: dict[str, Any] | None = None) -> None:
         """Writes the sentence-transformers folder, then ``rkd.json`` last (its presence marks a

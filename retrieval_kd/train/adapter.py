@@ -1,39 +1,43 @@
-"""The thin adapter that lets sentence-transformers' Trainer call rkd's score-space losses."""
+"""The one adapter that lets every sentence-transformers Trainer call rkd's score-space losses."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
-from retrieval_kd.students.dense import score_matrix
+from retrieval_kd.protocols import Student
 
 
 class ScoreSpaceLoss(nn.Module):
-    """Embeds the (query, doc_0..doc_n) columns, builds the (B, 1+n) score matrix with the
-    student's own similarity and hands it, with the teacher's (B, 1+n) label matrix, to a
-    score-space loss.
+    """Asks the student for the ``(B, 1+n)`` score matrix of a collated batch (and any regulariser
+    terms it declares) and hands the matrix, with the teacher's ``(B, 1+n)`` label matrix, to a
+    score-space loss. Nothing here knows the student's family.
 
-    The Trainer needs a module with ``model`` and ``forward(features, labels)``; everything else
-    (batching, schedule, devices, multi-GPU) stays the Trainer's.
+    The Trainer needs a module with ``model`` and ``forward(features, labels)``; it may replace
+    ``model`` by its wrapped copy (DDP), which is why the student is asked to score with
+    ``self.model``. Everything else (batching, schedule, devices, multi-GPU) stays the Trainer's.
+
+    Attributes:
+        last_terms: the loss and each regulariser of the last batch, detached (for logging).
     """
 
-    def __init__(self, model: Any, loss: nn.Module, similarity: str = "cosine") -> None:
+    def __init__(self, student: Student, loss: nn.Module, width: int) -> None:
         super().__init__()
-        self.model = model
+        self.model = student.model
         self.loss = loss
-        self.similarity = similarity
+        self.width = width
+        self._student = student  # not a submodule: its model is already registered above
+        self.last_terms: dict[str, float] = {}
 
-    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor) -> Tensor:
-        from sentence_transformers.base.losses.merged_forward import embed_columns
-
-        embeddings = embed_columns(self.model, list(sentence_features))
-        q = embeddings[0]  # (B, dim)
-        d = torch.stack(embeddings[1:], dim=1)  # (B, 1+n, dim)
-        scores = score_matrix(q, d, self.similarity)
+    def forward(self, inputs: Iterable[Any], labels: Tensor) -> Tensor:
+        scores, regularizers = self._student.training_scores(self.model, list(inputs), self.width)
         out: Tensor = self.loss(scores, labels.to(scores.dtype))
+        self.last_terms = {"distill": float(out.detach())}
+        for name, term in regularizers.items():
+            out = out + term
+            self.last_terms[name] = float(term.detach())
         return out
 
     @property

@@ -1,11 +1,18 @@
-"""Distillation: candidates + teacher scores → training groups → a trained student."""
+"""Distillation: candidates + teacher scores → training groups → a trained student.
+
+One trainer for every student family: the student names its sentence-transformers Trainer
+class and produces the ``(B, 1+n)`` score matrix; the loss never sees a model. Checkpoints go to
+``<out>.checkpoints/`` and a rerun of the same training resumes from the last one (the Trainer's
+own ``resume_from_checkpoint``: weights, optimiser, scheduler, RNG and data position).
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import os
 import random
-import tempfile
+import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,8 +20,10 @@ from typing import Any
 from retrieval_kd.config import TrainConfig
 from retrieval_kd.data.candidates import Candidates
 from retrieval_kd.errors import RkdError
-from retrieval_kd.io import atomic_write_text
+from retrieval_kd.io import atomic_write_json, atomic_write_text, read_json
 from retrieval_kd.progress import Progress, ensure
+from retrieval_kd.protocols import ScoreStore, Student
+from retrieval_kd.types import Pair
 
 
 @dataclass(frozen=True)
@@ -24,12 +33,13 @@ class Group:
     teacher: tuple[float, ...]
 
 
-def build_groups(candidates: Candidates, store: Any, config: TrainConfig, epoch: int) -> list[Group]:
+def build_groups(candidates: Candidates, store: ScoreStore, config: TrainConfig, epoch: int) -> list[Group]:
     """One group per (query, positive): the positive then ``negatives`` mined negatives, each
-    with its teacher score. With ``negative_pool`` the negatives are drawn per epoch (seeded) from
-    the top of the mined list; without it they are the top ``negatives``."""
+    with its teacher score (one vectorised store lookup for the whole epoch). With
+    ``negative_pool`` the negatives are drawn per epoch (seeded) from the top of the mined list;
+    without it they are the top ``negatives``."""
     rng = random.Random(config.seed * 1000 + epoch)
-    groups = []
+    layout: list[tuple[str, tuple[str, ...]]] = []
     items = candidates.items[: config.max_queries] if config.max_queries else candidates.items
     for c in items:
         pool = list(c.negatives[: config.negative_pool or config.negatives])
@@ -40,15 +50,18 @@ def build_groups(candidates: Candidates, store: Any, config: TrainConfig, epoch:
             )
         for pos in c.positives:
             negs = rng.sample(pool, config.negatives) if config.negative_pool else pool[: config.negatives]
-            doc_ids = (pos, *negs)
-            scores = store.get(c.query_id, doc_ids)
-            groups.append(Group(c.query_id, doc_ids, tuple(float(s) for s in scores)))
-    return groups
+            layout.append((c.query_id, (pos, *negs)))
+    width = config.negatives + 1
+    keys = [Pair(q, d) for q, docs in layout for d in docs]
+    scores = store.lookup(keys).reshape(len(layout), width) if keys else []  # (groups, 1+n)
+    return [
+        Group(q, docs, tuple(float(s) for s in row)) for (q, docs), row in zip(layout, scores, strict=True)
+    ]
 
 
-def make_dataset(groups: list[Group], queries: dict[str, str], docs: dict[str, str]) -> Any:
-    """Columns ``query, doc0..docN, label``: the layout the Trainer's collator expects (labels in
-    a column named ``label``, text columns in order)."""
+def make_dataset(groups: list[Group], queries: Mapping[str, str], docs: Mapping[str, str]) -> Any:
+    """Columns ``query, doc0..docN, label``: the layout every sentence-transformers Trainer's
+    collator expects (labels in a column named ``label``, input columns in order)."""
     from datasets import Dataset
 
     width = len(groups[0].doc_ids)
@@ -59,27 +72,58 @@ def make_dataset(groups: list[Group], queries: dict[str, str], docs: dict[str, s
     return Dataset.from_dict(data)
 
 
+def checkpoint_dir(out: Path) -> Path:
+    """Where the Trainer checkpoints a student bound for ``out``."""
+    return out.parent / f"{out.name}.checkpoints"
+
+
+def _resume_point(folder: Path, fingerprint: str) -> str | None:
+    """The last checkpoint of this exact training, if a killed run left one; checkpoints of any
+    other training (another config or inputs) are removed."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    stamp = folder / "rkd-train.json"
+    if folder.is_dir() and (not stamp.is_file() or read_json(stamp).get("fingerprint") != fingerprint):
+        shutil.rmtree(folder)
+    if not folder.is_dir():
+        return None
+    last: str | None = get_last_checkpoint(str(folder))
+    return last
+
+
 def train_student(
-    student: Any,
+    student: Student,
     candidates: Candidates,
-    store: Any,
-    queries: dict[str, str],
-    docs: dict[str, str],
+    store: ScoreStore,
+    queries: Mapping[str, str],
+    docs: Mapping[str, str],
     config: TrainConfig,
     out: Path,
-    provenance: dict[str, Any] | None = None,
+    fingerprint: str = "",
     progress: Progress | None = None,
 ) -> list[dict[str, float]]:
-    """Trains ``student`` in place with the sentence-transformers Trainer and saves it to ``out``
-    (a standard folder + ``rkd.json``) with ``train_log.jsonl`` (loss per step). Returns the log."""
+    """Trains ``student`` in place with its sentence-transformers Trainer.
+
+    Checkpoints every ``config.save_steps`` steps into :func:`checkpoint_dir` (rank 0 only);
+    when that folder holds checkpoints of the same ``fingerprint`` the run resumes from the last.
+    The student is not saved here (the train stage saves it, on rank 0, atomically).
+
+    Returns:
+        The loss log, one row per optimiser step since the start of training (resumed runs
+        include the steps before the interruption).
+    """
     import torch
     from datasets import concatenate_datasets
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from transformers import PrinterCallback, TrainerCallback
 
+    from retrieval_kd.config import check_trainer_args
     from retrieval_kd.losses import build_loss
     from retrieval_kd.train.adapter import ScoreSpaceLoss
 
+    check_trainer_args(config.args, "[train.args]")
+    if int(config.args.get("dataloader_num_workers", 0) or 0) > 0:
+        # DataLoader workers fork after the tokenizer ran: the one place rkd forks
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     epochs = max(1, int(-(-config.epochs // 1)))
     datasets = [
         make_dataset(build_groups(candidates, store, config, e), queries, docs) for e in range(epochs)
@@ -87,70 +131,67 @@ def train_student(
     dataset = concatenate_datasets(datasets) if len(datasets) > 1 else datasets[0]
     if config.epochs != epochs:  # fractional epochs: keep the leading share
         dataset = dataset.select(range(int(len(dataset) * config.epochs / epochs)))
+    if len(dataset) == 0:
+        raise RkdError("training has no groups: the candidates hold no query with a positive")
     steps = -(-len(dataset) // config.batch_size)
     total = config.max_steps if config.max_steps > 0 else steps
-    loss = build_loss(config.loss, **config.loss_options)
-    log: list[dict[str, float]] = []
+    loss = ScoreSpaceLoss(student, build_loss(config.loss, **config.loss_options), config.negatives + 1)
     task = ensure(progress).task("training", total, unit="steps")
 
-    class _Log(TrainerCallback):  # type: ignore[misc]
-        def on_log(
-            self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kw: Any
-        ) -> None:
-            if logs and "loss" in logs:
-                log.append(
-                    {
-                        "step": state.global_step,
-                        "epoch": float(state.epoch or 0),
-                        "loss": float(logs["loss"]),
-                        "lr": float(logs.get("learning_rate", 0.0)),
-                    }
-                )
+    class _Progress(TrainerCallback):  # type: ignore[misc]
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if state.global_step:  # resumed
+                task.advance(state.global_step)
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             task.advance(1)
 
-    with tempfile.TemporaryDirectory(prefix="rkd-train-") as tmp:
-        args = SentenceTransformerTrainingArguments(
-            output_dir=tmp,
-            # the epochs were unrolled into the dataset (fresh negatives per epoch), so one pass
-            num_train_epochs=1,
-            max_steps=config.max_steps,
-            per_device_train_batch_size=config.batch_size,
-            learning_rate=config.lr,
-            warmup_steps=int(config.warmup * total) if config.warmup < 1 else int(config.warmup),
-            weight_decay=config.weight_decay,
-            seed=config.seed,
-            data_seed=config.seed,
-            logging_steps=1,
-            save_strategy="no",
-            report_to="none",
-            disable_tqdm=True,
-            bf16=config.bf16,
-            use_cpu=not torch.cuda.is_available(),
-        )
-        trainer = SentenceTransformerTrainer(
-            model=student.model,
-            args=args,
-            train_dataset=dataset,
-            loss=ScoreSpaceLoss(student.model, loss, similarity=student.similarity),
-            callbacks=[_Log()],
-        )
-        trainer.remove_callback(PrinterCallback)  # the log goes to train_log.jsonl and the bar
-        trainer.train()
+    folder = checkpoint_dir(out)
+    resume = _resume_point(folder, fingerprint)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / "rkd-train.json", {"fingerprint": fingerprint})
+    trainer_cls, args_cls = student.trainer_classes()
+    args = args_cls(
+        output_dir=str(folder),
+        # the epochs were unrolled into the dataset (fresh negatives per epoch), so one pass
+        num_train_epochs=1,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.lr,
+        warmup_steps=int(config.warmup * total) if config.warmup < 1 else int(config.warmup),
+        weight_decay=config.weight_decay,
+        seed=config.seed,
+        data_seed=config.seed,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        report_to="none",
+        disable_tqdm=True,
+        bf16=config.bf16,
+        use_cpu=not torch.cuda.is_available(),
+        **dict(config.args),
+    )
+    trainer = trainer_cls(
+        model=student.model, args=args, train_dataset=dataset, loss=loss, callbacks=[_Progress()]
+    )
+    trainer.remove_callback(PrinterCallback)  # the log goes to train_log.jsonl and the bar
+    trainer.train(resume_from_checkpoint=resume)
     student.weights_changed()
+    log = [
+        {
+            "step": int(row["step"]),
+            "epoch": float(row.get("epoch") or 0),
+            "loss": float(row["loss"]),
+            "lr": float(row.get("learning_rate", 0.0)),
+        }
+        for row in trainer.state.log_history
+        if "loss" in row
+    ]
     if not log:
         raise RkdError("training ran no step: no groups to train on")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "train_log.jsonl", "".join(json.dumps(r) + "\n" for r in log))
-    student.save(
-        out,
-        {
-            **(provenance or {}),
-            "train": dataclasses.asdict(config),
-            "teacher_fingerprint": store.manifest.get("teacher_fingerprint"),
-            "groups": len(dataset),
-            "steps": len(log),
-        },
-    )
     return log
+
+
+def write_log(folder: Path, log: list[dict[str, float]]) -> None:
+    atomic_write_text(folder / "train_log.jsonl", "".join(json.dumps(r) + "\n" for r in log))

@@ -86,3 +86,63 @@ def test_candidates_roundtrip_and_unknown_doc(tmp_path: Path) -> None:
         DataError, match=r"candidates.jsonl:1: missing field\(s\) \['positives', 'negatives'\]"
     ):
         Candidates.load(tmp_path / "c")
+
+
+def test_candidates_errors_count_blank_lines(tmp_path: Path) -> None:
+    """Line numbers are the file's, not the record's: a blank line shifts the bad record to 4."""
+    good = {"query_id": "q1", "positives": ["a"], "negatives": ["b"]}
+    bad = {"query_id": "q2", "positives": ["a"], "negatives": ["zz"]}
+    path = tmp_path / "candidates.jsonl"
+    path.write_text(json.dumps(good) + "\n\n  \n" + json.dumps(bad) + "\n")
+    with pytest.raises(DataError) as info:
+        Candidates.load(path, corpus={"a", "b"})
+    assert str(info.value) == f"{path}:4: doc id 'zz' (query 'q2') is not in the corpus"
+    path.write_text(json.dumps(good) + "\n\n" + json.dumps({**bad, "negatives": "zz"}) + "\n")
+    with pytest.raises(DataError) as info:
+        Candidates.load(path)
+    assert str(info.value) == f"{path}:3: 'negatives' must be a list of doc ids, got 'zz'"
+    path.write_text("\n" + json.dumps(good) + "\n\n" + json.dumps(good)[:-1] + "\n")
+    with pytest.raises(DataError) as info:
+        Candidates.load(path)
+    assert str(info.value).startswith(f"{path}:4: malformed JSON line")
+
+
+def test_iter_jsonl_numbered(tmp_path: Path) -> None:
+    from retrieval_kd.io import iter_jsonl, iter_jsonl_numbered
+
+    path = tmp_path / "x.jsonl"
+    path.write_text('\n{"a": 1}\n\n{"a": 2}\n')
+    assert list(iter_jsonl_numbered(path, ("a",))) == [(2, {"a": 1}), (4, {"a": 2})]
+    assert list(iter_jsonl(path)) == [{"a": 1}, {"a": 2}]
+
+
+def test_list_datasets_marks_offline_ids(irds_home: Path) -> None:
+    from retrieval_kd.data.irds import list_datasets
+
+    assert list_datasets("beir/scifact") == [
+        ("beir/scifact", True),
+        ("beir/scifact/test", True),
+        ("beir/scifact/train", True),
+        ("nano-beir/scifact", False),  # a different download (Hugging Face parquet files)
+    ]
+    assert list_datasets("msmarco-passage/train/judged") == [("msmarco-passage/train/judged", False)]
+    assert list_datasets("no-such-dataset") == []
+    available = [name for name, ok in list_datasets() if ok]
+    assert available == ["beir/scifact", "beir/scifact/test", "beir/scifact/train"]
+
+
+def test_list_datasets_follows_the_source_zip(tmp_path: Path, irds_home: Path) -> None:
+    """Without beir/scifact/source.zip the ids are unavailable; with it back, available."""
+    from retrieval_kd.data.irds import list_datasets
+
+    zip_path = irds_home / "beir" / "scifact" / "source.zip"
+    moved = tmp_path / "source.zip"
+    shutil.move(zip_path, moved)
+    try:
+        assert list_datasets("beir/scifact/t") == [
+            ("beir/scifact/test", False),
+            ("beir/scifact/train", False),
+        ]
+    finally:
+        shutil.move(moved, zip_path)
+    assert list_datasets("beir/scifact/t") == [("beir/scifact/test", True), ("beir/scifact/train", True)]

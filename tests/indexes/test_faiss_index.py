@@ -81,9 +81,25 @@ def test_ivf_with_all_lists_probed_is_exact() -> None:
 @pytest.mark.parametrize(("factory", "needed"), [("IVF64,Flat", 64), ("IVF4,PQ4", 256), ("PQ4", 256)])
 def test_too_few_training_vectors(factory: str, needed: int) -> None:
     index = FaissIndex(dim=16, factory=factory)
+    index.add(ids(10), random_unit(10, 16, seed=6))  # held back until the index can train
     with pytest.raises(RkdError, match=rf"needs at least {needed} vectors to train, got 10"):
-        index.add(ids(10), random_unit(10, 16, seed=6))
+        index.search(["q"], random_unit(1, 16, seed=7), k=1)
     assert len(index) == 0
+
+
+def test_untrained_index_holds_vectors_until_train_size() -> None:
+    index = FaissIndex.create("stu", {"factory": "IVF4,Flat", "train_size": 300, "nprobe": 4})
+    for start in range(0, 400, 100):  # trains once 300 have arrived, on all 300
+        index.add([f"d{i}" for i in range(start, start + 100)], random_unit(100, 8, seed=start))
+        assert len(index._pending) == (0 if start >= 200 else start // 100 + 1)
+    assert index._index.is_trained and index._index.ntotal == 400 and index.dim == 8
+    run = index.search(["q"], random_unit(100, 8, seed=300)[50:51], k=1)
+    assert list(run["q"]) == ["d350"]
+
+
+def test_create_refuses_unknown_options() -> None:
+    with pytest.raises(RkdError, match=r"unknown faiss index option\(s\) \['factroy'\]; choose from"):
+        FaissIndex.create("stu", {"factroy": "Flat"})
 
 
 def test_bad_factory_quotes_faiss_and_gives_examples() -> None:

@@ -68,6 +68,12 @@ def test_add_then_get_returns_exact_scores(tmp_path: Path) -> None:
     assert len(store) == 3
     assert store.manifest["teacher"] == {"name": "fake"}
     assert store.manifest["teacher_fingerprint"] == FP
+    assert (store.manifest["format"], store.manifest["version"], store.manifest["kind"]) == (
+        "rkd-score-store/2",
+        2,
+        "pointwise",
+    )
+    assert store.kind == "pointwise"
     assert store.path == tmp_path / FP
     assert parts(store.path) == ["part-0-000001.parquet"]
 
@@ -130,19 +136,22 @@ def test_recovery_adopts_a_renamed_but_unjournaled_part_and_removes_temp_files(t
         store.add([Pair("q1", "d1")], np.array([1.0]))
         store.add([Pair("q2", "d2")], np.array([2.0]))
     folder = tmp_path / FP
-    # Kill between rename and journal write: the journal lacks part 2. Kill mid-write: a temp file.
-    journal = json.loads((folder / "parts-0.json").read_text())
-    journal["parts"] = journal["parts"][:1]
-    (folder / "parts-0.json").write_text(json.dumps(journal))
+    # Kill between rename and journal append: the journal lacks part 2. Kill mid-write: a temp file.
+    journal = folder / "parts-0.jsonl"
+    journal.write_text("".join(journal.read_text().splitlines(keepends=True)[:2]))  # header + part 1
     (folder / ".part-0-000003.parquet.abc123.tmp").write_bytes(b"half a part")
     (folder / ".part-other-000001.parquet.abc123.tmp").write_bytes(b"another writer, in flight")
 
     store = ScoreStore.open(tmp_path, FP)
     assert store.scores() == {("q1", "d1"): 1.0, ("q2", "d2"): 2.0}
-    assert [p["file"] for p in json.loads((folder / "parts-0.json").read_text())["parts"]] == parts(folder)
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert lines[0] == {"format": "rkd-score-journal/2", "writer": "0"}
+    assert [e["file"] for e in lines[1:]] == parts(folder)
     assert not (folder / ".part-0-000003.parquet.abc123.tmp").exists()
     assert (folder / ".part-other-000001.parquet.abc123.tmp").exists()  # not ours to remove
-    store.verify()
+    assert store.verify() == 2
+    store.add([Pair("q3", "d3")], np.array([3.0]))  # numbering continues after the adopted part
+    assert parts(folder)[-1] == "part-0-000003.parquet"
 
 
 def test_verify_detects_a_corrupted_part(tmp_path: Path) -> None:
@@ -154,7 +163,7 @@ def test_verify_detects_a_corrupted_part(tmp_path: Path) -> None:
     data = bytearray(part.read_bytes())
     data[len(data) // 2] ^= 0xFF
     part.write_bytes(bytes(data))
-    with pytest.raises(RkdError, match=r"part-0-000002\.parquet \(checksum mismatch\)") as err:
+    with pytest.raises(RkdError, match=r"part-0-000002\.parquet \(checksum mismatch: ") as err:
         store.verify()
     assert "part-0-000001" not in str(err.value)
 
@@ -162,9 +171,9 @@ def test_verify_detects_a_corrupted_part(tmp_path: Path) -> None:
 def test_add_rejects_nan_and_writes_nothing(tmp_path: Path) -> None:
     store = ScoreStore.open(tmp_path, FP)
     store.add([Pair("q0", "d0")], np.array([1.0]))
-    with pytest.raises(RkdError, match=r"\(query 'q1', doc 'd2'\) is not finite"):
+    with pytest.raises(RkdError, match=r"value nan for pair \(query 'q1', doc 'd2'\) is not finite"):
         store.add([Pair("q1", "d1"), Pair("q1", "d2"), Pair("q1", "d3")], np.array([1.0, np.nan, np.inf]))
-    with pytest.raises(RkdError, match="2 pairs but scores of shape"):
+    with pytest.raises(RkdError, match="2 keys but values of shape"):
         store.add([Pair("q1", "d1"), Pair("q1", "d2")], np.array([1.0]))
     assert parts(store.path) == ["part-0-000001.parquet"]
     assert len(ScoreStore.load(tmp_path)) == 1 and len(store) == 1

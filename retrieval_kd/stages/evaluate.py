@@ -1,0 +1,115 @@
+"""The eval stage: an index (and the student that built it) + a dataset → run and metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from retrieval_kd.artifacts import building, mark, stage_fingerprint
+from retrieval_kd.distributed import is_main
+from retrieval_kd.errors import RkdError
+from retrieval_kd.fingerprint import hash_json
+from retrieval_kd.io import read_json
+from retrieval_kd.progress import Progress
+from retrieval_kd.stages._common import StageResult, input_fingerprint
+
+
+@dataclass(frozen=True)
+class EvalStage:
+    """Settings of one system in ``rkd eval beir`` and of a recipe's ``[eval]``.
+
+    Attributes:
+        name: the system's name in tables and run files.
+        index: an index folder (``rkd index``); its manifest names the student that built it.
+        dataset: the queries and qrels to evaluate on.
+        out: the folder to write (``run.trec``, ``metrics.json``).
+        model: the query encoder; None: the student recorded in the index.
+    """
+
+    name: str
+    index: Path
+    dataset: str
+    out: Path
+    metrics: tuple[str, ...] = ("ndcg@10", "recall@100", "mrr@10")
+    k: int = 100
+    max_queries: int | None = None
+    batch_size: int = 32
+    model: str | None = None
+    max_seq_length: int | None = None  # when ``model`` is opened fresh (a first-stage retriever)
+
+    def fingerprint(self) -> str:
+        return hash_json(
+            {
+                "index": input_fingerprint(self.index, "index"),
+                "dataset": self.dataset,
+                "metrics": list(self.metrics),
+                "k": self.k,
+                "max_queries": self.max_queries,
+                "model": self.model,
+                "max_seq_length": self.max_seq_length,
+            }
+        )
+
+
+def evaluate_stage(config: EvalStage, progress: Progress | None = None) -> StageResult:
+    """Evaluates unless ``config.out`` holds this evaluation already.
+
+    Returns:
+        ``extra["metrics"]`` (metric → value) and, when it ran, ``extra["run"]``.
+    """
+    from retrieval_kd.data import load_dataset
+    from retrieval_kd.evaluation import evaluate_system
+    from retrieval_kd.indexes import load_index
+    from retrieval_kd.students import open_student
+
+    fp = config.fingerprint()
+    if stage_fingerprint(config.out) == fp:
+        metrics = read_json(config.out / "metrics.json")["metrics"]
+        return StageResult("eval", config.out, fp, False, "", {"metrics": metrics})
+    index = load_index(config.index)
+    model = config.model or index.manifest.get("student_path")
+    if not model:
+        raise RkdError(
+            f"{config.index}: the index does not record its student; name the student to encode queries"
+        )
+    dataset = load_dataset(config.dataset)
+    student = open_student(model, None, config.max_seq_length)
+    result = evaluate_system(
+        config.name,
+        student,
+        dataset,
+        config.metrics,
+        config.k,
+        None,
+        index=index,
+        max_queries=config.max_queries,
+        batch_size=config.batch_size,
+        progress=progress,
+    )
+    if is_main():
+        from retrieval_kd.eval.trec import write_trec
+        from retrieval_kd.io import atomic_write_json
+
+        with building(config.out) as tmp:
+            write_trec(result.run, tmp / "run.trec", tag=config.name)
+            atomic_write_json(
+                tmp / "metrics.json",
+                {
+                    "name": config.name,
+                    "dataset": dataset.id,
+                    "queries": len(result.run),
+                    "student_fingerprint": student.fingerprint(),
+                    "index": str(config.index),
+                    "metrics": result.metrics,
+                },
+            )
+            mark(tmp, "eval", fp)
+    summary = ", ".join(f"{m} {v:.4f}" for m, v in result.metrics.items())
+    return StageResult(
+        "eval",
+        config.out,
+        fp,
+        True,
+        f"{config.name}: {summary}",
+        {"metrics": result.metrics, "run": result.run},
+    )

@@ -1,0 +1,109 @@
+"""The index stage: an encoder student + a corpus → an index of the student's kind."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from retrieval_kd.artifacts import building, mark, stage_fingerprint
+from retrieval_kd.distributed import barrier, is_main
+from retrieval_kd.errors import RkdError
+from retrieval_kd.fingerprint import hash_json
+from retrieval_kd.io import read_json
+from retrieval_kd.progress import Progress
+from retrieval_kd.stages._common import StageResult, model_hash
+
+
+def index_fingerprint(
+    student_hash: str, corpus: str, max_seq_length: int | None, kind: str | None, options: Mapping[str, Any]
+) -> str:
+    """What identifies an index: the encoder's weights, the corpus and the index settings."""
+    return hash_json(
+        {
+            "student": student_hash,
+            "corpus": corpus,
+            "max_seq_length": max_seq_length,
+            "kind": kind,
+            "options": dict(options),
+        }
+    )
+
+
+@dataclass(frozen=True)
+class IndexStage:
+    """Settings of ``rkd index`` and of a recipe's ``[index]``.
+
+    Attributes:
+        model: a saved student folder, or any model folder / hub id (opened as ``student_kind``).
+        dataset: whose corpus is indexed.
+        out: the index folder to write.
+        kind: an ``INDEXES`` name; None: the student's own ``index_kind``.
+        options: the index kind's settings.
+        student_kind: how to open ``model`` when it is not a saved rkd student.
+        max_seq_length: the encoder's token limit when opened fresh (None: the model's own).
+        reuse: index folders to adopt (hard-linked) when they already are this exact index.
+    """
+
+    model: str
+    dataset: str
+    out: Path
+    kind: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    batch_size: int = 32
+    student_kind: str | None = None
+    max_seq_length: int | None = None
+    reuse: tuple[Path, ...] = ()
+
+
+def index_stage(config: IndexStage, progress: Progress | None = None) -> StageResult:
+    """Builds the index unless ``config.out`` (or a ``reuse`` folder) already is this index."""
+    from retrieval_kd.data import load_dataset
+    from retrieval_kd.indexing import build_index, corpus_fingerprint
+    from retrieval_kd.models import resolve_model
+    from retrieval_kd.protocols import Encoder
+    from retrieval_kd.students import open_student
+
+    dataset = load_dataset(config.dataset)
+    fp = index_fingerprint(
+        model_hash(config.model),
+        corpus_fingerprint(dataset),
+        config.max_seq_length,
+        config.kind,
+        config.options,
+    )
+    if stage_fingerprint(config.out) == fp:
+        return StageResult("index", config.out, fp, False, "")
+    if not is_main():
+        barrier()
+        return StageResult("index", config.out, fp, False, "indexed by rank 0")
+    for folder in config.reuse:
+        if stage_fingerprint(folder) == fp:
+            with building(config.out) as tmp:
+                for file in folder.iterdir():
+                    if file.is_file():
+                        os.link(file, tmp / file.name)  # same bytes, no copy
+            barrier()
+            return StageResult("index", config.out, fp, True, f"reused {folder} → {config.out}")
+    student = open_student(config.model, config.student_kind, config.max_seq_length)
+    if not isinstance(student, Encoder) or student.role != "encoder":
+        raise RkdError(
+            f"{config.model}: a {student.kind} student is a {student.role}; only encoders build an index"
+        )
+    index = build_index(student, dataset, config.kind, config.options, config.batch_size, progress=progress)
+    path = Path(config.model)
+    index.manifest["student_path"] = str(path.resolve()) if path.exists() else resolve_model(config.model)
+    with building(config.out) as tmp:
+        index.save(tmp)
+        mark(tmp, "index", fp)
+    barrier()
+    count = read_json(config.out / "manifest.json").get("count")
+    return StageResult(
+        "index",
+        config.out,
+        fp,
+        True,
+        f"{count} docs, {index.kind}, student {student.fingerprint()} → {config.out}",
+    )

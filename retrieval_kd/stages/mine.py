@@ -1,0 +1,97 @@
+"""The mine stage: a dataset and a first-stage retriever → a candidates folder (+ its index)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from retrieval_kd.artifacts import building, mark, stage_fingerprint
+from retrieval_kd.distributed import barrier, is_main
+from retrieval_kd.fingerprint import hash_json
+from retrieval_kd.progress import Progress
+from retrieval_kd.stages._common import StageResult, model_hash
+
+
+@dataclass(frozen=True)
+class MineStage:
+    """Settings of ``rkd mine`` and of a recipe's ``[mine]``.
+
+    Attributes:
+        dataset: ir_datasets id or BEIR folder[:split] whose queries get candidates.
+        model: the first-stage retriever (hub id, model folder or saved student).
+        out: the candidates folder to write (``candidates.jsonl``, ``manifest.json``,
+            ``index/``: the retriever's index of the corpus, reused when it is evaluated).
+        kind: the retriever's student kind.
+        negatives: mined negatives per query.
+        batch_size: encoder batch size.
+        max_seq_length: the retriever's token limit (None: the model's own).
+        index: options of the retriever's index kind.
+    """
+
+    dataset: str
+    model: str
+    out: Path
+    kind: str = "dense"
+    negatives: int = 30
+    batch_size: int = 32
+    max_seq_length: int | None = None
+    index: Mapping[str, Any] = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        return hash_json(
+            {
+                "dataset": self.dataset,
+                "model": model_hash(self.model),
+                "kind": self.kind,
+                "negatives": self.negatives,
+                "batch_size": self.batch_size,
+                "max_seq_length": self.max_seq_length,
+                "index": dict(self.index),
+            }
+        )
+
+
+def mine_stage(config: MineStage, progress: Progress | None = None) -> StageResult:
+    """Mines candidates unless ``config.out`` already holds them for this exact config.
+
+    Under torchrun, rank 0 mines and the other ranks wait for it.
+    """
+    from retrieval_kd.data import load_dataset
+    from retrieval_kd.indexing import corpus_fingerprint
+    from retrieval_kd.mine import MineConfig, mine
+    from retrieval_kd.models import resolve_model
+    from retrieval_kd.stages.index import index_fingerprint
+    from retrieval_kd.students import open_student
+
+    fp = config.fingerprint()
+    if stage_fingerprint(config.out) == fp:
+        barrier()
+        return StageResult("mine", config.out, fp, False, "")
+    if not is_main():
+        barrier()
+        return StageResult("mine", config.out, fp, False, "mined by rank 0")
+    dataset = load_dataset(config.dataset)
+    retriever = open_student(config.model, config.kind, config.max_seq_length)
+    cands, index = mine(
+        dataset, retriever, MineConfig(config.negatives, config.batch_size, config.index), progress=progress
+    )
+    index.manifest["student_path"] = resolve_model(config.model)
+    corpus = corpus_fingerprint(dataset)
+    with building(config.out) as tmp:
+        cands.save(tmp)
+        index.save(tmp / "index")
+        # The index records the fingerprint an index stage would give it, so evaluating the
+        # retriever on another split of the same corpus adopts it instead of encoding again.
+        mark(
+            tmp / "index",
+            "index",
+            index_fingerprint(model_hash(config.model), corpus, config.max_seq_length, None, config.index),
+        )
+        mark(tmp, "mine", fp)
+    barrier()
+    n_pairs = len(cands.pairs())
+    return StageResult(
+        "mine", config.out, fp, True, f"{len(cands.items)} queries, {n_pairs} pairs → {config.out}"
+    )

@@ -1,0 +1,132 @@
+"""The score stage: candidates + a teacher → its scores in the score store, resumably, sharded."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from retrieval_kd.distributed import parse_shard, writer_name
+from retrieval_kd.fingerprint import hash_json
+from retrieval_kd.io import atomic_write_json, read_json
+from retrieval_kd.progress import Progress, ensure
+from retrieval_kd.stages._common import StageResult, input_fingerprint, model_hash
+
+
+@dataclass(frozen=True)
+class ScoreStage:
+    """Settings of ``rkd score-teacher`` and of a recipe's ``[teacher]``.
+
+    Attributes:
+        candidates: candidates folder (``rkd mine``) or ``.jsonl`` file.
+        dataset: where the query and document texts come from.
+        teacher: teacher kind (``TEACHERS`` name).
+        model: the teacher's hub id or folder.
+        store: score store root; the scores land in ``store/<teacher fingerprint>/``.
+        shard: ``"I/N"`` to score one shard; None: torchrun's RANK/WORLD_SIZE (else everything).
+        part_size: pairs per stored part: at most this many are lost on a crash.
+    """
+
+    candidates: Path
+    dataset: str
+    teacher: str
+    model: str
+    store: Path
+    batch_size: int = 64
+    max_length: int | None = None
+    dtype: str = "float32"
+    device: str = "auto"
+    options: Mapping[str, Any] = field(default_factory=dict)
+    part_size: int = 512
+    shard: str | None = None
+
+    def fingerprint(self) -> str:
+        """Everything that decides which pairs get which scores (not batch sizes or devices)."""
+        return hash_json(
+            {
+                "candidates": input_fingerprint(self.candidates, "candidates"),
+                "dataset": self.dataset,
+                "teacher": self.teacher,
+                "model": model_hash(self.model),
+                "max_length": self.max_length,
+                "dtype": self.dtype,
+                "options": dict(self.options),
+            }
+        )
+
+
+def score_stage(config: ScoreStage, progress: Progress | None = None) -> StageResult:
+    """Scores this shard's candidate pairs that the teacher's store lacks.
+
+    Up to date when an earlier run of this config recorded its teacher fingerprint and the store
+    still holds every pair of this shard (a part set aside as damaged makes it run again).
+
+    Returns:
+        ``extra["teacher"]``: the teacher fingerprint (the store folder's name), which the train
+        stage takes; the result's fingerprint covers the candidates and the teacher.
+    """
+    from retrieval_kd.data import load_dataset
+    from retrieval_kd.data.candidates import Candidates
+    from retrieval_kd.scores.scoring import score_pairs, shard_pairs
+    from retrieval_kd.scores.store import ScoreStore
+    from retrieval_kd.teachers import TEACHERS, build_teacher
+
+    TEACHERS.check(config.teacher)
+    shard = parse_shard(config.shard)
+    fp = config.fingerprint()
+    stamp = config.store / ".stages" / f"{fp}.json"
+    dataset = load_dataset(config.dataset)
+    cands = Candidates.load(config.candidates, corpus=dataset.docs)
+    mine = shard_pairs(cands.pairs(), shard)
+    if stamp.is_file():
+        teacher_fp = _read_stamp(stamp)
+        if teacher_fp in ScoreStore.teachers(config.store):
+            done = ScoreStore.load(config.store, teacher_fp)
+            if not done.missing(mine):
+                out_fp = hash_json(
+                    {"candidates": input_fingerprint(config.candidates, "candidates"), "teacher": teacher_fp}
+                )
+                return StageResult("score", config.store, out_fp, False, "", {"teacher": teacher_fp})
+    teacher = build_teacher(
+        config.teacher,
+        config.model,
+        max_length=config.max_length,
+        dtype=config.dtype,
+        batch_size=config.batch_size,
+        device=config.device,
+        **dict(config.options),
+    )
+    teacher_fp = teacher.fingerprint()
+    spec = getattr(teacher, "spec", lambda: {"kind": config.teacher, "model": config.model})()
+    with ScoreStore.open(config.store, teacher_fp, spec, writer=writer_name(shard)) as store:
+        todo = store.missing(mine)
+        task = ensure(progress).task("teacher scoring", len(todo), unit="pairs")
+        scored = score_pairs(
+            store,
+            teacher,
+            mine,
+            dataset.queries,
+            dataset.doc_texts(),
+            batch_size=config.part_size,
+            progress=task.advance,
+        )
+        held = len(store)
+    atomic_write_json(stamp, {"teacher": teacher_fp})
+    out_fp = hash_json(
+        {"candidates": input_fingerprint(config.candidates, "candidates"), "teacher": teacher_fp}
+    )
+    where = f" (shard {shard[0]}/{shard[1]})" if shard[1] > 1 else ""
+    return StageResult(
+        "score",
+        config.store,
+        out_fp,
+        True,
+        f"teacher {teacher_fp}{where}: scored {scored} pairs, {len(mine) - scored} already stored; "
+        f"store holds {held} → {config.store / teacher_fp}",
+        {"teacher": teacher_fp},
+    )
+
+
+def _read_stamp(path: Path) -> str:
+    return str(read_json(path).get("teacher", ""))
