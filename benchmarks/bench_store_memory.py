@@ -67,9 +67,7 @@ def data(n: int) -> Any:
     qids = rng.choice(np.arange(100_000, 10_000_000), n_q, replace=False)  # 6-7 digits, unique
     # 50 distinct doc ids per query: a random base plus distinct random steps, all 7 digits.
     base = rng.integers(1_000_000, 8_800_000, n_q)
-    steps = np.argsort(rng.random((n_q, PER_QUERY)), axis=1)[:, :PER_QUERY] * 1_000 + rng.integers(
-        0, 1_000, (n_q, 1)
-    )
+    steps = np.argsort(rng.random((n_q, PER_QUERY)), axis=1) * 1_000 + rng.integers(0, 1_000, (n_q, 1))
     docs = (base[:, None] + steps).reshape(-1)[:n]
     return pa.table(
         {

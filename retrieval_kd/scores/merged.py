@@ -155,11 +155,16 @@ def keys_table(kind: Kind, keys: Sequence[Pair] | Sequence[Judgement] | pa.Table
                 f"keys like {tuple(example)!r} do not fit a {kind.name} store: use "
                 f"{kind.record.__name__}({', '.join(names)})"
             )
-        try:
-            # One column at a time: 10x faster than zip(*keys) on a million records.
-            arrays = [pa.array(list(map(itemgetter(i), keys)), pa.string()) for i in range(len(names))]
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-            raise RkdError(f"key ids must be strings ({e})") from None
+        # One column at a time: 10x faster than zip(*keys) on a million records.
+        columns = [list(map(itemgetter(i), keys)) for i in range(len(names))]
+        for col in columns:
+            if not set(map(type, col)) <= {str}:  # the fast check; str subclasses pass below
+                bad = next((i for i, x in enumerate(col) if not isinstance(x, str)), None)
+                if bad is not None:
+                    raise RkdError(
+                        f"key {tuple(keys[bad])!r}: ids must be strings, not {type(col[bad]).__name__}"
+                    )
+        arrays = [pa.array(col, pa.string()) for col in columns]
     if any(a.null_count for a in arrays):
         raise RkdError("key ids must be strings, not None")
     return pa.Table.from_arrays(arrays, names=names)

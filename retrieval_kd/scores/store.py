@@ -36,7 +36,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, overload
 
 import numpy as np
 import pyarrow as pa
@@ -205,6 +205,12 @@ class ScoreStore:
 
     # -- reading ----------------------------------------------------------------------------
 
+    @overload
+    def missing(self, keys: Sequence[Pair]) -> list[Pair]: ...
+    @overload
+    def missing(self, keys: Sequence[Judgement]) -> list[Judgement]: ...
+    @overload
+    def missing(self, keys: pa.Table) -> list[Pair] | list[Judgement]: ...
     def missing(self, keys: Keys) -> list[Any]:
         """The keys without a value, in input order, duplicates removed.
 
@@ -331,13 +337,7 @@ class ScoreStore:
             raise RkdError(f"{len(keys)} keys but values of shape {vals.shape}; need one value per key")
         if not len(keys):
             return
-        width = len(self._kind.keys)
-        for key in keys:
-            if len(key) != width or not all(isinstance(x, str) for x in key):
-                raise RkdError(
-                    f"key {tuple(key)!r}: a {self.kind} key is {self._kind.record.__name__}"
-                    f"({', '.join(self._kind.keys)}) and every id must be a string"
-                )
+        key_columns = keys_table(self._kind, keys).columns  # every id a string, else RkdError
         bad = np.flatnonzero(~np.isfinite(vals))
         if bad.size:
             i = int(bad[0])
@@ -345,8 +345,7 @@ class ScoreStore:
                 f"value {vals[i]} for {self._kind.describe(tuple(keys[i]))} is not finite; "
                 f"none of this batch of {len(keys)} was stored"
             )
-        columns = [pa.array(c, pa.string()) for c in zip(*keys, strict=True)]
-        table = pa.Table.from_arrays([*columns, pa.array(vals)], schema=self._kind.schema)
+        table = pa.Table.from_arrays([*key_columns, pa.array(vals)], schema=self._kind.schema)
         data = encode(table)
         name = journal.part_name(self._writer, self._next_seq)
         atomic_write(self.path / name, lambda f: f.write(data))  # temp name, fsync, rename

@@ -78,17 +78,29 @@ def checkpoint_dir(out: Path) -> Path:
 
 
 def _resume_point(folder: Path, fingerprint: str) -> str | None:
-    """The last checkpoint of this exact training, if a killed run left one; checkpoints of any
-    other training (another config or inputs) are removed."""
-    from transformers.trainer_utils import get_last_checkpoint
+    """The last complete checkpoint of this exact training, if a killed run left one.
 
+    Checkpoints of any other training (another config or inputs) are removed. The Trainer
+    writes ``trainer_state.json`` last, in place; a checkpoint whose state is missing, torn or
+    names another step was cut short by the kill and is removed too.
+    """
     stamp = folder / "rkd-train.json"
     if folder.is_dir() and (not stamp.is_file() or read_json(stamp).get("fingerprint") != fingerprint):
         shutil.rmtree(folder)
     if not folder.is_dir():
         return None
-    last: str | None = get_last_checkpoint(str(folder))
-    return last
+    steps = sorted(
+        (int(p.name.split("-")[1]), p) for p in folder.glob("checkpoint-*") if p.name.split("-")[1].isdigit()
+    )
+    for step, path in reversed(steps):
+        try:
+            state = json.loads((path / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            state = {}
+        if isinstance(state, dict) and state.get("global_step") == step:
+            return str(path)
+        shutil.rmtree(path)
+    return None
 
 
 def train_student(

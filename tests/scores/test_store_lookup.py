@@ -108,6 +108,8 @@ def test_missing_equals_a_brute_force_set(
     else:  # batches dedupe within themselves only
         assert [p for i, p in enumerate(got) if p not in got[:i]] == want
     assert all(type(p) is Pair for p in got)
+    as_table = pa.table({"doc_id": [p[1] for p in asked], "query_id": [p[0] for p in asked]})
+    assert store.missing(as_table) == want
     assert store.missing([("a", "b"), ("a", "b")]) == [Pair("a", "b")]  # tuples come back as Pairs
 
 
@@ -121,8 +123,10 @@ def test_lookup_names_the_first_missing_key_and_counts_them(tmp_path: Path) -> N
         store.lookup(
             [Pair("q1", "d1"), Pair("q1", "d9"), Pair("q2", "d1"), Pair("q1", "d2"), Pair("q1", "d9")]
         )
-    with pytest.raises(RkdError, match="key ids must be strings"):
-        store.lookup([Pair("q1", 3)])  # type: ignore[arg-type]
+    with pytest.raises(RkdError, match=r"key \('q1', 3\): ids must be strings, not int"):
+        store.lookup([Pair("q1", "d1"), Pair("q1", 3)])  # type: ignore[arg-type]
+    with pytest.raises(RkdError, match=r"key \(None, 'd1'\): ids must be strings, not NoneType"):
+        store.add([Pair(None, "d1")], np.array([1.0]))  # type: ignore[arg-type]
     with pytest.raises(RkdError, match=r"do not fit a pointwise store: use Pair\(query_id, doc_id\)"):
         store.lookup([Judgement("q1", "d1", "d2")])
     assert store.lookup([]).shape == (0,) and store.missing([]) == []
@@ -203,6 +207,8 @@ def test_kind_is_recorded_and_a_mismatch_names_both(tmp_path: Path) -> None:
     ):
         ScoreStore.open(tmp_path, FP, kind="listwise")
     store = ScoreStore.open(tmp_path, FP, kind="pairwise")
-    with pytest.raises(RkdError, match=r"a pairwise key is Judgement\(query_id, doc_a, doc_b\)"):
+    with pytest.raises(
+        RkdError, match=r"do not fit a pairwise store: use Judgement\(query_id, doc_a, doc_b\)"
+    ):
         store.add([Pair("q", "d")], np.array([1.0]))  # type: ignore[list-item]
     assert ScoreStore.load(tmp_path).kind == "pairwise"

@@ -9,14 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval_kd.config import TrainConfig
+from retrieval_kd.config import StudentConfig, TrainConfig
 from retrieval_kd.data import load_dataset
 from retrieval_kd.data.candidates import Candidate, Candidates
 from retrieval_kd.scores.scoring import score_pairs
 from retrieval_kd.scores.store import ScoreStore
 from retrieval_kd.students.dense import DenseStudent
 from retrieval_kd.testing import FakeTeacher
-from retrieval_kd.train.trainer import build_groups, train_student
+from retrieval_kd.stages import TrainStage, train_stage
+from retrieval_kd.train.trainer import build_groups
 
 
 def overlap(query: str, doc: str) -> float:
@@ -49,14 +50,27 @@ def test_overfit_follows_teacher(
         negs = tuple(d for d in ids[i * 5 : i * 5 + 8] if d != pos)[:3]
         items.append(Candidate(qid, (pos,), negs))
     cands = Candidates(items)
+    cands.save(tmp_path / "cands")
     teacher = FakeTeacher(overlap)
-    store = ScoreStore.open(tmp_path / "scores", teacher.fingerprint(), teacher.spec())
-    score_pairs(store, teacher, cands.pairs(), ds.queries, docs)
+    with ScoreStore.open(tmp_path / "scores", teacher.fingerprint(), teacher.spec()) as store:
+        score_pairs(store, teacher, cands.pairs(), ds.queries, docs)
     config = TrainConfig(
         loss=loss, loss_options=options, negatives=3, epochs=30, batch_size=4, lr=3e-3, warmup=0.0, seed=0
     )
-    student = DenseStudent.from_pretrained(str(tiny_model), device="cpu")
-    log = train_student(student, cands, store, ds.queries, docs, config, tmp_path / "student")
+    result = train_stage(
+        TrainStage(
+            candidates=tmp_path / "cands",
+            store=tmp_path / "scores",
+            teacher=None,
+            dataset=f"{tiny_beir}:train",
+            student=StudentConfig(model=str(tiny_model)),
+            train=config,
+            out=tmp_path / "student",
+        )
+    )
+    log = result.extra["log"]
+    student = DenseStudent.load(tmp_path / "student", device="cpu")
+    store = ScoreStore.load(tmp_path / "scores")
     first, last = log[0]["loss"], np.mean([r["loss"] for r in log[-5:]])
     assert last < first / 2, (first, last)
     groups = build_groups(cands, store, config, epoch=0)
@@ -74,4 +88,4 @@ def test_overfit_follows_teacher(
     assert len(lines) == len(log) == 30 and json.loads(lines[0])["step"] == 1
     meta = json.loads((tmp_path / "student" / "rkd.json").read_text())
     assert meta["provenance"]["teacher_fingerprint"] == teacher.fingerprint()
-    assert meta["provenance"]["train"]["loss"] == loss
+    assert meta["provenance"]["train"]["loss"] == loss and meta["provenance"]["stage"] == "train"
