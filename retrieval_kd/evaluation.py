@@ -48,8 +48,10 @@ def rerank(
     for qid, text in queries.items():
         ranked = sorted(first_stage.get(qid, {}).items(), key=lambda kv: (-kv[1], kv[0]))[:k]
         ids = [d for d, _ in ranked]
-        scores = student.score_pairs([text] * len(ids), [docs[d] for d in ids], batch_size) if ids else []
-        run[qid] = {d: float(s) for d, s in zip(ids, np.asarray(scores, dtype=np.float32), strict=True)}
+        scores = np.zeros(0, dtype=np.float32)
+        if ids:
+            scores = np.asarray(student.score_pairs([text] * len(ids), [docs[d] for d in ids], batch_size))
+        run[qid] = {d: float(s) for d, s in zip(ids, scores, strict=True)}
     return run
 
 

@@ -37,12 +37,12 @@ def beir(
     from retrieval_kd.stages import EvalStage, IndexStage, evaluate_stage, index_stage
 
     metrics = tuple(metric or ("ndcg@10", "recall@100", "mrr@10"))
-    for m in metrics:
-        parse_metric(m)
+    for metric_name in metrics:
+        parse_metric(metric_name)
     if not model and not index:
         raise RkdError("give at least one --model or --index")
     systems: list[tuple[str, str | None, Path | None]] = [(Path(m).name or m, m, None) for m in model or []]
-    systems += [(ix.name, None, ix) for ix in index or []]
+    systems += [(ix_path.name, None, ix_path) for ix_path in index or []]
     names = [name for name, _, _ in systems]
     if len(set(names)) < len(names):  # two folders with one basename: number them
         systems = [(f"{name}-{i + 1}", m, ix) for i, (name, m, ix) in enumerate(systems)]

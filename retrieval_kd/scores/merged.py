@@ -1,7 +1,8 @@
 """The merged view of a store's parts: one Arrow table, sorted, one row per key, searched in bulk.
 
-Parts are concatenated in (writer, sequence) order and stably sorted by the key columns, so the
-rows of one key stay in part order and keeping the last row of each run makes later parts win.
+Parts are concatenated in (writer, sequence) order and stably sorted by the key columns and the
+writer, so the rows of one key stay in part order and keeping the last row of each run makes
+later parts win.
 Lookups never build a per-pair hash map: a key's query is found among the sorted distinct query
 ids (binary search for small batches, one Arrow hash probe for large ones), then a vectorised
 binary search runs over the remaining key columns inside that query's rows, all keys at once.
@@ -29,12 +30,15 @@ class Merged:
 
     Attributes:
         table: columns ``kind.schema``, sorted by ``kind.keys``, each key once.
+        writers: int32[rows], the rank of the writer each row came from, so rows added later
+            merge in (writer, sequence) order too.
     """
 
-    def __init__(self, table: pa.Table, kind: Kind) -> None:
+    def __init__(self, table: pa.Table, kind: Kind, writers: np.ndarray) -> None:
         # Private: go through build(), which sorts and deduplicates.
         self.table = table
         self.kind = kind
+        self.writers = writers
         self.values: np.ndarray = table.column(kind.value).to_numpy()
         n = table.num_rows
         starts = np.flatnonzero(~_same_as_previous(table, kind.keys[:1])) if n else np.zeros(0, np.int64)
@@ -45,25 +49,41 @@ class Merged:
         self._queries_py = self._queries.to_numpy(zero_copy_only=False)
 
     @classmethod
-    def build(cls, tables: list[pa.Table], kind: Kind) -> Merged:
-        """Merges part tables given in (writer, sequence) order; a later row of a key wins.
+    def build(cls, tables: list[pa.Table], writers: list[int | np.ndarray], kind: Kind) -> Merged:
+        """Merges tables given in sequence order; for a key, the last row of its highest writer wins.
+
+        Args:
+            tables: parts (or an earlier merge first), each in arrival order within its writer.
+            writers: per table, its writer's rank (sorted writer names), or one rank per row.
+            kind: the store's kind.
 
         Empties ``tables``: the parts are released as soon as they are copied into one table, so
         the peak holds about two copies of the rows, not three.
         """
         if not tables:
-            return cls(kind.schema.empty_table(), kind)
+            return cls(kind.schema.empty_table(), kind, np.zeros(0, np.int32))
+        ranks = np.concatenate(
+            [
+                np.broadcast_to(np.asarray(w, np.int32), (t.num_rows,))
+                for w, t in zip(writers, tables, strict=True)
+            ]
+        )
         # Sorting one contiguous table is ~2x faster than sorting thousands of small chunks.
         table = pa.concat_tables(tables)
         tables.clear()
-        table = table.combine_chunks()
-        order = pc.sort_indices(table, sort_keys=[(k, "ascending") for k in kind.keys])  # stable
+        table = table.combine_chunks().append_column("_writer", pa.array(ranks))
+        del ranks
+        # Stable: equal keys of one writer keep their arrival order, so the run's last row wins.
+        order = pc.sort_indices(
+            table, sort_keys=[*((k, "ascending") for k in kind.keys), ("_writer", "ascending")]
+        )
         table = table.take(order)
         del order
         last = ~_same_as_previous(table, kind.keys)[1:]
         if not last.all():
             table = table.filter(pa.array(np.append(last, True)))
-        return cls(table.combine_chunks(), kind)
+        ranks = np.asarray(table.column("_writer").to_numpy(), np.int32)
+        return cls(table.drop_columns(["_writer"]).combine_chunks(), kind, ranks)
 
     def __len__(self) -> int:
         return int(self.table.num_rows)

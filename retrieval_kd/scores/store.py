@@ -82,6 +82,7 @@ class ScoreStore:
         self._lock_fd: int | None = None
         self._merged: Merged | None = None
         self._added: list[pa.Table] = []  # parts added since the merge, in order
+        self._writer_rank: dict[str, int] = {}  # writer name → its place in (writer, sequence)
 
     # -- opening ----------------------------------------------------------------------------
 
@@ -359,32 +360,40 @@ class ScoreStore:
     def _view(self) -> Merged:
         if self._merged is None:
             self._added = []  # the parts on disk include them
-            self._merged = Merged.build(self._read_parts(), self._kind)
+            writers, tables = self._read_parts()
+            self._merged = Merged.build(tables, writers, self._kind)
         elif self._added:
             tables = [self._merged.table, *self._added]
+            ranks: list[int | np.ndarray] = [self._merged.writers]
+            ranks += [self._writer_rank[str(self._writer)]] * len(self._added)
             # Dropped before the merge so its memory can go; were the merge to fail, the next
             # read would start again from the parts on disk, which hold every add.
             self._merged, self._added = None, []
-            self._merged = Merged.build(tables, self._kind)
+            self._merged = Merged.build(tables, ranks, self._kind)
         return self._merged
 
-    def _read_parts(self) -> list[pa.Table]:
-        """Every journaled part, checksums checked, in (writer, sequence) order."""
+    def _read_parts(self) -> tuple[list[int | np.ndarray], list[pa.Table]]:
+        """Every journaled part, checksums checked, in (writer, sequence) order, with writer ranks."""
+        listed = journal.writers(self.path)
+        known = {*listed, self._writer} if self._writer else set(listed)
+        self._writer_rank = {w: i for i, w in enumerate(sorted(known))}
+        writers: list[int | np.ndarray] = []
         tables: list[pa.Table] = []
         damaged: list[tuple[str, DamagedPart]] = []
-        for writer in journal.writers(self.path):
+        for writer in listed:
             for entry in journal.read(self.path, writer)[0]:
                 try:
                     tables.append(read_part(self.path / entry.file, self._kind, entry.sha256, entry.rows)[0])
+                    writers.append(self._writer_rank[writer])
                 except DamagedPart as e:
                     damaged.append((writer, e))
         if damaged and self._writer is None:
-            names = ", ".join(str(e) for _, e in damaged)
+            bad = ", ".join(str(e) for _, e in damaged)
             raise RkdError(
-                f"score store {self.path}: damaged part(s) {names}; rerun `rkd score-teacher` to "
+                f"score store {self.path}: damaged part(s) {bad}; rerun `rkd score-teacher` to "
                 "re-score them (opening the store for writing sets damaged parts aside in quarantine/)"
             )
         held = None if self._lock_fd is None else (str(self._writer), self._lock_fd)
         for writer, damage in damaged:
             folder.set_aside(self.path, writer, damage, held)
-        return tables
+        return writers, tables

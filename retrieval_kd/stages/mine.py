@@ -9,8 +9,10 @@ from typing import Any
 
 from retrieval_kd.artifacts import building, mark, stage_fingerprint
 from retrieval_kd.distributed import barrier, is_main
+from retrieval_kd.errors import RkdError
 from retrieval_kd.fingerprint import hash_json
 from retrieval_kd.progress import Progress
+from retrieval_kd.protocols import Encoder
 from retrieval_kd.stages._common import StageResult, model_hash
 
 
@@ -74,6 +76,10 @@ def mine_stage(config: MineStage, progress: Progress | None = None) -> StageResu
         return StageResult("mine", config.out, fp, False, "mined by rank 0")
     dataset = load_dataset(config.dataset)
     retriever = open_student(config.model, config.kind, config.max_seq_length)
+    if not isinstance(retriever, Encoder) or retriever.role != "encoder":
+        raise RkdError(
+            f"{config.model}: a {retriever.kind} student is a {retriever.role}; mining needs an encoder"
+        )
     cands, index = mine(
         dataset, retriever, MineConfig(config.negatives, config.batch_size, config.index), progress=progress
     )

@@ -53,7 +53,7 @@ def build_groups(candidates: Candidates, store: ScoreStore, config: TrainConfig,
             layout.append((c.query_id, (pos, *negs)))
     width = config.negatives + 1
     keys = [Pair(q, d) for q, docs in layout for d in docs]
-    scores = store.lookup(keys).reshape(len(layout), width) if keys else []  # (groups, 1+n)
+    scores = store.lookup(keys).reshape(len(layout), width)  # (groups, 1+n)
     return [
         Group(q, docs, tuple(float(s) for s in row)) for (q, docs), row in zip(layout, scores, strict=True)
     ]

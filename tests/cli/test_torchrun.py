@@ -13,7 +13,6 @@ from typer.testing import CliRunner
 from retrieval_kd.cli import app
 from retrieval_kd.scores.store import ScoreStore
 
-
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
 
 

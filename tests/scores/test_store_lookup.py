@@ -149,11 +149,26 @@ def test_adds_after_a_read_are_seen_and_later_adds_win(tmp_path: Path) -> None:
     assert ScoreStore.load(tmp_path).to_table().equals(store.to_table())
 
 
+def test_adds_merge_in_writer_order_as_a_fresh_load_does(tmp_path: Path) -> None:
+    with ScoreStore.open(tmp_path, FP, writer="b") as b:
+        b.add([Pair("q", "x"), Pair("q", "y")], np.array([1.0, 1.0]))
+    a = ScoreStore.open(tmp_path, FP, writer="a")
+    c = ScoreStore.open(tmp_path, FP, writer="c")
+    assert len(a) == len(c) == 2  # both merged before adding
+    a.add([Pair("q", "x")], np.array([2.0]))  # writer a sorts before b: b's score stays
+    c.add([Pair("q", "y")], np.array([3.0]))  # writer c sorts after b: c's score wins
+    assert a.get("q", ["x", "y"]).tolist() == [1.0, 1.0]
+    assert c.get("q", ["x", "y"]).tolist() == [1.0, 3.0]
+    assert ScoreStore.load(tmp_path).get("q", ["x", "y"]).tolist() == [1.0, 3.0]
+
+
 def test_merge_keeps_the_last_row_of_a_key_in_part_order() -> None:
     kind = KINDS["pointwise"]
     part = lambda q, d, s: pa.table({"query_id": q, "doc_id": d, "score": pa.array(s, pa.float32())})  # noqa: E731
     m = merged.Merged.build(
-        [part(["b", "a", "b"], ["1", "1", "1"], [1, 2, 3]), part(["a", "a"], ["1", "0"], [4, 5])], kind
+        [part(["b", "a", "b"], ["1", "1", "1"], [1, 2, 3]), part(["a", "a"], ["1", "0"], [4, 5])],
+        [0, 0],
+        kind,
     )
     assert m.table.to_pydict() == {"query_id": ["a", "a", "b"], "doc_id": ["0", "1", "1"], "score": [5, 4, 3]}
     keys = pa.table({"query_id": ["b", "a", "c", "a"], "doc_id": ["1", "2", "1", "0"]})

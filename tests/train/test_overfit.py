@@ -14,9 +14,9 @@ from retrieval_kd.data import load_dataset
 from retrieval_kd.data.candidates import Candidate, Candidates
 from retrieval_kd.scores.scoring import score_pairs
 from retrieval_kd.scores.store import ScoreStore
+from retrieval_kd.stages import TrainStage, train_stage
 from retrieval_kd.students.dense import DenseStudent
 from retrieval_kd.testing import FakeTeacher
-from retrieval_kd.stages import TrainStage, train_stage
 from retrieval_kd.train.trainer import build_groups
 
 
