@@ -8,6 +8,7 @@ artifact (mining, saving a student, indexing, evaluation) run on rank 0 while th
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from retrieval_kd.errors import RkdError
 
@@ -88,3 +89,13 @@ def _cuda() -> bool:
     import torch
 
     return bool(torch.cuda.is_available())
+
+
+def all_agree(check: Callable[[], bool]) -> bool:
+    """Evaluates ``check`` on every rank between two barriers, so no rank can see a file that
+    another wrote after deciding (a rank-0 stage that one rank thinks is done and another is
+    about to build would leave the builder waiting forever at its final barrier)."""
+    barrier()
+    result = check()
+    barrier()
+    return result

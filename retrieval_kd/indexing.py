@@ -30,7 +30,7 @@ def build_index(
     kind: str | None = None,
     options: Mapping[str, Any] | None = None,
     batch_size: int = 32,
-    chunk: int = 4096,
+    chunk: int = 512,
     progress: Progress | None = None,
 ) -> Index:
     """Encodes ``dataset``'s corpus with ``student`` into a new index.

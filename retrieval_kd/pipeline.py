@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from retrieval_kd.config import RecipeConfig
-from retrieval_kd.distributed import is_main
+from retrieval_kd.distributed import barrier, is_main
 from retrieval_kd.errors import ConfigError
 from retrieval_kd.io import atomic_write_json
 from retrieval_kd.progress import Progress
@@ -105,6 +105,7 @@ def run_recipe(
             progress,
         ),
     )
+    barrier()  # every rank's shard is stored before anyone trains on the store
     init = step("init", init_stage(InitStage(c.student, out / "student-init")))
     trained = step(
         "train",

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from retrieval_kd.artifacts import building, mark, stage_fingerprint
-from retrieval_kd.distributed import is_main
+from retrieval_kd.distributed import all_agree, barrier, is_main
 from retrieval_kd.errors import RkdError
 from retrieval_kd.fingerprint import hash_json
 from retrieval_kd.io import read_json
@@ -63,7 +63,10 @@ def evaluate_stage(config: EvalStage, progress: Progress | None = None) -> Stage
     from retrieval_kd.students import open_student
 
     fp = config.fingerprint()
-    if stage_fingerprint(config.out) == fp:
+    done = all_agree(lambda: stage_fingerprint(config.out) == fp)
+    if not done and not is_main():
+        barrier()  # rank 0 evaluates; the others read its metrics
+    if done or not is_main():
         metrics = read_json(config.out / "metrics.json")["metrics"]
         return StageResult("eval", config.out, fp, False, "", {"metrics": metrics})
     index = load_index(config.index)
@@ -104,6 +107,7 @@ def evaluate_stage(config: EvalStage, progress: Progress | None = None) -> Stage
                 },
             )
             mark(tmp, "eval", fp)
+    barrier()
     summary = ", ".join(f"{m} {v:.4f}" for m, v in result.metrics.items())
     return StageResult(
         "eval",

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from retrieval_kd.artifacts import building, mark, stage_fingerprint
-from retrieval_kd.distributed import barrier, is_main
+from retrieval_kd.distributed import all_agree, barrier, is_main
 from retrieval_kd.errors import RkdError
 from retrieval_kd.fingerprint import hash_json
 from retrieval_kd.io import read_json
@@ -74,7 +74,7 @@ def index_stage(config: IndexStage, progress: Progress | None = None) -> StageRe
         config.kind,
         config.options,
     )
-    if stage_fingerprint(config.out) == fp:
+    if all_agree(lambda: stage_fingerprint(config.out) == fp):
         return StageResult("index", config.out, fp, False, "")
     if not is_main():
         barrier()

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from retrieval_kd.artifacts import building, mark, stage_fingerprint
-from retrieval_kd.distributed import barrier, is_main
+from retrieval_kd.distributed import all_agree, barrier, is_main
 from retrieval_kd.errors import RkdError
 from retrieval_kd.fingerprint import hash_json
 from retrieval_kd.progress import Progress
@@ -68,8 +68,7 @@ def mine_stage(config: MineStage, progress: Progress | None = None) -> StageResu
     from retrieval_kd.students import open_student
 
     fp = config.fingerprint()
-    if stage_fingerprint(config.out) == fp:
-        barrier()
+    if all_agree(lambda: stage_fingerprint(config.out) == fp):
         return StageResult("mine", config.out, fp, False, "")
     if not is_main():
         barrier()

@@ -10,7 +10,7 @@ from typing import Any
 
 from retrieval_kd.artifacts import building, mark, stage_fingerprint
 from retrieval_kd.config import StudentConfig, TrainConfig
-from retrieval_kd.distributed import barrier, is_main
+from retrieval_kd.distributed import all_agree, barrier, is_main
 from retrieval_kd.fingerprint import hash_json
 from retrieval_kd.progress import Progress
 from retrieval_kd.stages._common import StageResult, input_fingerprint, model_hash
@@ -41,7 +41,7 @@ def _build(student: StudentConfig) -> Any:
 
 def init_stage(config: InitStage) -> StageResult:
     fp = config.fingerprint()
-    if stage_fingerprint(config.out) == fp:
+    if all_agree(lambda: stage_fingerprint(config.out) == fp):
         return StageResult("init", config.out, fp, False, "")
     if is_main():
         student = _build(config.student)
@@ -108,7 +108,7 @@ def train_stage(config: TrainStage, progress: Progress | None = None) -> StageRe
 
     store = ScoreStore.load(config.store, config.teacher)
     fp = config.fingerprint(store.fingerprint)
-    if stage_fingerprint(config.out) == fp:
+    if all_agree(lambda: stage_fingerprint(config.out) == fp):
         return StageResult("train", config.out, fp, False, "")
     dataset = load_dataset(config.dataset)
     cands = Candidates.load(config.candidates, corpus=dataset.docs)
