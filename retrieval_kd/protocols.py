@@ -40,13 +40,24 @@ class Teacher(Protocol):
 
 @runtime_checkable
 class ScoreStore(Protocol):
+    """Teacher judgements of one teacher fingerprint: pointwise scores keyed by ``Pair``, or
+    pairwise judgements keyed by ``Judgement`` (``kind``)."""
+
     manifest: dict[str, Any]
 
-    def missing(self, pairs: Sequence[Pair]) -> list[Pair]: ...
+    @property
+    def kind(self) -> str: ...
 
-    def add(self, pairs: Sequence[Pair], scores: np.ndarray) -> None: ...
+    @property
+    def fingerprint(self) -> str: ...
 
-    def lookup(self, pairs: Sequence[Pair]) -> np.ndarray: ...
+    def missing(self, keys: Sequence[Pair]) -> list[Pair]: ...
+
+    def add(self, keys: Sequence[Pair], values: np.ndarray) -> None: ...
+
+    def lookup(self, keys: Sequence[Pair]) -> np.ndarray:
+        """Shapes: keys[N] → float32[N]; raises naming the first key without a value."""
+        ...
 
 
 class TrainingScores(NamedTuple):

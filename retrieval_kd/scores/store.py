@@ -135,9 +135,13 @@ class ScoreStore:
             )
         store = cls(path, manifest, writer)
         store._lock_fd = folder.lock(path, writer)
-        if manifest["version"] == 1:
-            store.manifest = folder.upgrade_manifest(path, manifest)
-        store._next_seq = folder.recover(path, store._kind, writer)
+        try:
+            if manifest["version"] == 1:
+                store.manifest = folder.upgrade_manifest(path, manifest)
+            store._next_seq = folder.recover(path, store._kind, writer)
+        except BaseException:
+            store.close()  # a refused journal must not keep the writer name locked
+            raise
         return store
 
     @classmethod

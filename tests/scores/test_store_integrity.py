@@ -138,6 +138,8 @@ def test_a_journal_entry_naming_a_file_elsewhere_is_refused(tmp_path: Path, name
         len(ScoreStore.load(tmp_path))
     with pytest.raises(DataError, match="may not name files elsewhere"):
         ScoreStore.open(tmp_path, FP)
+    with pytest.raises(DataError, match="may not name files elsewhere"):  # not "writer in use"
+        ScoreStore.open(tmp_path, FP)
 
 
 def test_the_journal_is_append_only(tmp_path: Path) -> None:
@@ -199,6 +201,13 @@ def test_a_format_1_store_reads_and_upgrades_on_open(tmp_path: Path) -> None:
     assert not (folder / "parts-0.json").exists()
     lines = (folder / "parts-0.jsonl").read_text().splitlines()
     assert [json.loads(line)["file"] for line in lines[1:]] == parts(folder)
+    # Killed between the .jsonl's rename and the .json's removal: the .jsonl supersedes it.
+    (folder / "parts-0.json").write_text(
+        json.dumps({"format": "rkd-score-parts/1", "writer": "0", "parts": []})
+    )
+    assert len(ScoreStore.load(tmp_path)) == 12
+    ScoreStore.open(tmp_path, FP).close()
+    assert not (folder / "parts-0.json").exists()
     assert ScoreStore.load(tmp_path).scores() == {
         p: float(s) for b in BATCHES for p, s in zip(b, scores(b), strict=True)
     }
