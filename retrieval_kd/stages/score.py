@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from retrieval_kd.distributed import parse_shard, writer_name
+from retrieval_kd.errors import RkdError
 from retrieval_kd.fingerprint import hash_json
 from retrieval_kd.io import atomic_write_json, read_json
 from retrieval_kd.progress import Progress, ensure
 from retrieval_kd.stages._common import StageResult, input_fingerprint, model_hash
+from retrieval_kd.types import Pair
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -81,13 +86,11 @@ def score_stage(config: ScoreStage, progress: Progress | None = None) -> StageRe
     mine = shard_pairs(cands.pairs(), shard)
     if stamp.is_file():
         teacher_fp = _read_stamp(stamp)
-        if teacher_fp in ScoreStore.teachers(config.store):
-            done = ScoreStore.load(config.store, teacher_fp)
-            if not done.missing(mine):
-                out_fp = hash_json(
-                    {"candidates": input_fingerprint(config.candidates, "candidates"), "teacher": teacher_fp}
-                )
-                return StageResult("score", config.store, out_fp, False, "", {"teacher": teacher_fp})
+        if teacher_fp in ScoreStore.teachers(config.store) and _complete(config.store, teacher_fp, mine):
+            out_fp = hash_json(
+                {"candidates": input_fingerprint(config.candidates, "candidates"), "teacher": teacher_fp}
+            )
+            return StageResult("score", config.store, out_fp, False, "", {"teacher": teacher_fp})
     teacher = build_teacher(
         config.teacher,
         config.model,
@@ -130,3 +133,15 @@ def score_stage(config: ScoreStage, progress: Progress | None = None) -> StageRe
 
 def _read_stamp(path: Path) -> str:
     return str(read_json(path).get("teacher", ""))
+
+
+def _complete(root: Path, teacher_fp: str, pairs: list[Pair]) -> bool:
+    """Whether the store holds every pair; a damaged part (which a read-only store refuses)
+    counts as incomplete: the writer opened next sets it aside and scores its pairs again."""
+    from retrieval_kd.scores.store import ScoreStore
+
+    try:
+        return not ScoreStore.load(root, teacher_fp).missing(pairs)
+    except RkdError as e:
+        log.warning("%s", e)
+        return False

@@ -1,0 +1,50 @@
+"""The score stage with a damaged part: training refuses to read it, the next scoring run sets
+it aside, scores exactly its pairs again, and the store equals the undamaged one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from retrieval_kd.config import StudentConfig, TrainConfig
+from retrieval_kd.errors import RkdError
+from retrieval_kd.scores.store import ScoreStore
+from retrieval_kd.stages import MineStage, ScoreStage, TrainStage, mine_stage, score_stage, train_stage
+
+
+def test_flipped_byte_is_refused_then_rescored(tiny_beir: Path, tiny_model: Path, tmp_path: Path) -> None:
+    train = f"{tiny_beir}:train"
+    mined = mine_stage(MineStage(train, str(tiny_model), tmp_path / "cands", negatives=4))
+    config = ScoreStage(
+        mined.path, train, "bi-encoder", str(tiny_model), tmp_path / "store", batch_size=1, part_size=8
+    )
+    first = score_stage(config)
+    assert first.ran and "scored 40 pairs" in first.summary
+    store = ScoreStore.load(tmp_path / "store")
+    original = store.to_table()
+    parts = sorted(store.path.glob("part-*.parquet"))
+    assert len(parts) == 5  # 40 pairs in parts of 8
+    data = bytearray(parts[2].read_bytes())
+    data[len(data) // 2] ^= 0x01
+    parts[2].write_bytes(bytes(data))
+
+    with pytest.raises(RkdError, match=parts[2].name):
+        train_stage(
+            TrainStage(
+                mined.path,
+                tmp_path / "store",
+                None,
+                train,
+                StudentConfig(model=str(tiny_model)),
+                TrainConfig(negatives=3, batch_size=4),
+                tmp_path / "student",
+            )
+        )
+    assert not (tmp_path / "student").exists()
+
+    again = score_stage(config)
+    assert again.ran and "scored 8 pairs, 32 already stored" in again.summary
+    assert (store.path / "quarantine" / parts[2].name).is_file()  # set aside, not deleted
+    assert ScoreStore.load(tmp_path / "store").to_table().equals(original)
+    assert not score_stage(config).ran  # and now up to date
