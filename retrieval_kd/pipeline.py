@@ -67,7 +67,8 @@ def run_recipe(
 
     def step(key: str, result: StageResult) -> StageResult:
         ran[key] = result.ran
-        say(result.message(key))
+        if is_main() or key == "score":  # every rank scores its own shard; rank 0 does the rest
+            say(result.message(key))
         return result
 
     retriever = retriever_model(c)

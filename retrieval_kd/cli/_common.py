@@ -103,4 +103,4 @@ def progress() -> Iterator[Any]:
 
 
 def say(message: str) -> None:
-    err.print(message, highlight=False, markup=False)
+    err.print(message, highlight=False, markup=False, soft_wrap=True)

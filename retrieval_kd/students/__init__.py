@@ -16,7 +16,10 @@ from retrieval_kd.registry import Registry
 
 STUDENTS: Registry[StudentClass] = Registry(
     "student",
-    {"dense": "retrieval_kd.students.dense:DenseStudent"},
+    {
+        "dense": "retrieval_kd.students.dense:DenseStudent",
+        "splade": "retrieval_kd.students.splade:SpladeStudent",
+    },
 )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from retrieval_kd.config import TrainConfig
 from retrieval_kd.data.candidates import Candidates
+from retrieval_kd.distributed import world
 from retrieval_kd.errors import RkdError
 from retrieval_kd.io import atomic_write_json, atomic_write_text, read_json
 from retrieval_kd.progress import Progress, ensure
@@ -145,7 +146,8 @@ def train_student(
         dataset = dataset.select(range(int(len(dataset) * config.epochs / epochs)))
     if len(dataset) == 0:
         raise RkdError("training has no groups: the candidates hold no query with a positive")
-    steps = -(-len(dataset) // config.batch_size)
+    # under torchrun each rank takes batch_size groups per step
+    steps = -(-len(dataset) // (config.batch_size * world()[1]))
     total = config.max_steps if config.max_steps > 0 else steps
     loss = ScoreSpaceLoss(student, build_loss(config.loss, **config.loss_options), config.negatives + 1)
     task = ensure(progress).task("training", total, unit="steps")

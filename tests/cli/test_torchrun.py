@@ -3,6 +3,7 @@ each rank its own store writer, and the merged store equals a one-process store 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -56,3 +57,61 @@ def test_torchrun_two_processes_equal_one(tiny_beir: Path, tiny_model: Path, tmp
     )
     writers = sorted(p.name for p in merged.path.iterdir() if p.name.startswith("part-"))
     assert {w.split("-")[1] for w in writers} == {"shard0of2", "shard1of2"}
+
+
+def test_torchrun_recipe_scores_shards_and_trains(tiny_beir: Path, tiny_model: Path, tmp_path: Path) -> None:
+    """`rkd run` on 2 ranks: rank 0 mines, each rank scores its shard, both train (DDP, gloo),
+    rank 0 saves, indexes and evaluates; the store equals one process scoring everything."""
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(
+        f"""
+[data]
+train = "{tiny_beir}:train"
+eval = "{tiny_beir}:test"
+[teacher]
+kind = "bi-encoder"
+model = "{tiny_model}"
+batch_size = 1
+[mine]
+negatives = 6
+[student]
+model = "{tiny_model}"
+num_layers = 1
+[train]
+negatives = 3
+batch_size = 2
+[eval]
+metrics = ["ndcg@10"]
+k = 10
+"""
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    two = subprocess.run(
+        [*TORCHRUN, "-m", "retrieval_kd", "run", str(recipe), "--out", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert two.returncode == 0, two.stderr
+    assert two.stderr.count("train: 2 steps") == 1  # 8 groups / (2 ranks × 2): said once, by rank 0
+    args = ["score-teacher", "--candidates", str(tmp_path / "run" / "mine"), "-d", f"{tiny_beir}:train"]
+    args += [
+        "-m",
+        str(tiny_model),
+        "--teacher",
+        "bi-encoder",
+        "--batch-size",
+        "1",
+        "--store",
+        str(tmp_path / "one"),
+    ]
+    one = subprocess.run(
+        [sys.executable, "-m", "retrieval_kd", *args], capture_output=True, text=True, env=env
+    )
+    assert one.returncode == 0, one.stderr
+    merged, single = ScoreStore.load(tmp_path / "run" / "scores"), ScoreStore.load(tmp_path / "one")
+    assert len(merged) == 56 and merged.to_table().equals(single.to_table())
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert set(report["metrics"]) == {"teacher", "student_before", "student_after"}

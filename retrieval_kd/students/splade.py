@@ -1,0 +1,414 @@
+"""SPLADE students: a sentence-transformers ``SparseEncoder`` over a masked-LM checkpoint.
+
+A text becomes one weight per vocabulary term, ``max_t log(1 + relu(MLM logits))``
+(MLM transformer + ``SpladePooling``, as ``SparseEncoder`` builds it for any ``*ForMaskedLM``
+checkpoint); a query and a document score by the dot product of their term weights. Training adds
+the FLOPS regulariser of each side (Paria et al., 2020), its weights warmed up quadratically from
+zero (SPLADE v2), both taken from sentence-transformers rather than written again.
+
+References:
+    Formal et al., "SPLADE v2", arXiv:2109.10086; Formal et al., "From Distillation to Hard
+    Negative Sampling: Making Sparse Neural IR Models More Effective", arXiv:2205.04733;
+    Paria et al., "Minimizing FLOPs to Learn Efficient Sparse Representations", arXiv:2004.05665.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from retrieval_kd.errors import RkdError
+from retrieval_kd.io import atomic_write_json
+from retrieval_kd.models import pick_device, resolve_model
+from retrieval_kd.protocols import TrainingScores
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+
+# Defaults of sentence-transformers' SparseEncoderTrainer (`get_default_loss`: SpladeLoss with
+# query 5e-5, document 3e-5, also its SpladeLoss docstring's distillation example). They suit
+# losses of order 1 (rkd's `kl`, `pairwise`); naver/splade's SPLADE++ recipe used 0.5 / 0.4 for
+# Margin-MSE on raw cross-encoder margins. Scale them with the loss.
+QUERY_WEIGHT = 5e-5
+DOCUMENT_WEIGHT = 3e-5
+# Warm-up over the first third of training unless told otherwise: sentence-transformers'
+# SpladeRegularizerWeightSchedulerCallback default (warmup_ratio 1/3), and naver/splade's
+# T = 50,000 of 150,000 iterations.
+WARMUP_RATIO = 1 / 3
+FINAL_WINDOW = 50  # batches averaged for the end-of-training active-term counts
+
+
+def sparse_score_matrix(q: Tensor, d: Tensor) -> Tensor:
+    """Dot products of term weights.
+
+    Shapes:
+        q (B, V), d (B, 1+n, V) → (B, 1+n).
+
+    Example:
+        >>> sparse_score_matrix(torch.tensor([[1.0, 0.0, 2.0]]), torch.tensor([[[3.0, 5.0, 1.0], [0.0, 4.0, 0.0]]]))
+        tensor([[5., 0.]])
+    """
+    return torch.einsum("bv,bnv->bn", q, d)
+
+
+def to_csr(embeddings: Any, dim: int) -> sp.csr_matrix:
+    """A torch (sparse or dense) ``[N, V]`` tensor as a float32 scipy CSR matrix.
+
+    Shapes:
+        embeddings (N, V) → csr_matrix[N, V]; an empty batch gives ``[0, dim]``.
+    """
+    import scipy.sparse as sp
+
+    if not isinstance(embeddings, Tensor) or embeddings.ndim != 2:
+        return sp.csr_matrix((0, dim), dtype=np.float32)
+    t = embeddings.detach().cpu()
+    if t.layout == torch.sparse_coo:
+        t = t.coalesce()
+        rows, cols = t.indices().numpy()
+        values = t.values().float().numpy()
+        out = sp.csr_matrix((values, (rows, cols)), shape=tuple(t.shape), dtype=np.float32)
+    else:
+        out = sp.csr_matrix(t.float().numpy(), dtype=np.float32)
+    out.eliminate_zeros()
+    return out
+
+
+class _ScoreMatrix(nn.Module):
+    """SpladeLoss's required "main loss": here the score matrix rkd's score-space losses take.
+
+    SpladeLoss is held for its FLOPS regularisers and the weights its scheduler callback drives;
+    the distillation loss itself stays in ``retrieval_kd.losses``.
+    """
+
+    def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None) -> Tensor:
+        """Shapes: embeddings [query (B, V), doc0..docN (B, V)] → (B, 1+n)."""
+        return sparse_score_matrix(embeddings[0], torch.stack(embeddings[1:], dim=1))
+
+
+class ActiveTerms:
+    """Mean non-zero terms per query and per document over the training batches seen.
+
+    Example:
+        >>> a = ActiveTerms()
+        >>> a.update(torch.tensor([[1.0, 0.0], [1.0, 1.0]]), torch.tensor([[2.0, 0.0]]))
+        >>> a.summary()["query"], a.summary()["document"]
+        (1.5, 1.0)
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.batches = 0
+        self._sum = [0.0, 0.0]
+        self._last: deque[tuple[float, float]] = deque(maxlen=FINAL_WINDOW)
+
+    def update(self, queries: Tensor, docs: Tensor) -> None:
+        """Shapes: queries (B, V), docs (M, V)."""
+        q = float((queries.detach() != 0).sum(dim=-1).float().mean())
+        d = float((docs.detach() != 0).sum(dim=-1).float().mean())
+        self.batches += 1
+        self._sum[0] += q
+        self._sum[1] += d
+        self._last.append((q, d))
+
+    def summary(self) -> dict[str, float]:
+        """``query``/``document``: means over all batches; ``*_final``: over the last 50."""
+        if not self.batches:
+            return {}
+        n = len(self._last)
+        return {
+            "batches": self.batches,
+            "query": self._sum[0] / self.batches,
+            "document": self._sum[1] / self.batches,
+            "query_final": sum(q for q, _ in self._last) / n,
+            "document_final": sum(d for _, d in self._last) / n,
+        }
+
+
+class SpladeStudent:
+    """A SparseEncoder (MLM + SpladePooling) student. Saved, it is a plain SparseEncoder folder
+    plus ``rkd.json``; ``SparseEncoder(path)`` loads it and gives the same vectors.
+
+    Args:
+        model: the SparseEncoder.
+        provenance: where it came from; merged into ``rkd.json`` on save.
+        query_weight: FLOPS weight of the query side (λq) once warmed up.
+        document_weight: FLOPS weight of the document side (λd) once warmed up.
+        warmup_steps: optimiser steps over which both weights rise quadratically from 0; None
+            is the first third of training.
+    """
+
+    kind = "splade"
+    role = "encoder"
+    index_kind = "sparse"
+    OPTIONS = ("query_weight", "document_weight", "warmup_steps")
+
+    def __init__(
+        self,
+        model: Any,
+        provenance: dict[str, Any] | None = None,
+        query_weight: float = QUERY_WEIGHT,
+        document_weight: float = DOCUMENT_WEIGHT,
+        warmup_steps: int | None = None,
+    ) -> None:
+        for name, value in (("query_weight", query_weight), ("document_weight", document_weight)):
+            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+                raise RkdError(f"splade student option {name} must be a number >= 0, got {value!r}")
+        if warmup_steps is not None and (not isinstance(warmup_steps, int) or warmup_steps < 0):
+            raise RkdError(
+                f"splade student option warmup_steps must be an integer >= 0, got {warmup_steps!r}"
+            )
+        self.model = model
+        self.provenance: dict[str, Any] = dict(provenance or {})
+        self.query_weight = float(query_weight)
+        self.document_weight = float(document_weight)
+        self.warmup_steps = warmup_steps
+        self.active_terms = ActiveTerms()
+        self._regularizer: Any = None
+        self._fingerprint: str | None = None
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str,
+        num_layers: int | None = None,
+        max_seq_length: int | None = None,
+        device: str = "auto",
+        **options: Any,
+    ) -> SpladeStudent:
+        """A student from a masked-LM checkpoint (hub id, offline id or folder), or from a saved
+        SparseEncoder folder with SpladePooling.
+
+        Args:
+            options: ``[student.options]``: ``query_weight`` (default 5e-5), ``document_weight``
+                (3e-5), ``warmup_steps`` (default: a third of training).
+        """
+        from sentence_transformers import SparseEncoder
+
+        unknown = sorted(set(options) - set(cls.OPTIONS))
+        if unknown:
+            raise RkdError(f"unknown splade student option(s) {unknown}; choose from {list(cls.OPTIONS)}")
+        path = resolve_model(model)
+        encoder = SparseEncoder(path, device=pick_device(device))
+        _require_splade(encoder, model)
+        if num_layers is not None:
+            from retrieval_kd.students.dense import truncate_layers
+
+            # The layer list of a *ForMaskedLM sits on its base model (`bert.encoder.layer`),
+            # which shares the config object, so truncate_layers updates both.
+            truncate_layers([SimpleNamespace(auto_model=encoder[0].auto_model.base_model)], num_layers)
+        if max_seq_length is not None:
+            encoder.max_seq_length = max_seq_length
+        return cls(encoder, {"base_model": model, "num_layers": num_layers}, **options)
+
+    @classmethod
+    def load(cls, path: Path, device: str = "auto") -> SpladeStudent:
+        from sentence_transformers import SparseEncoder
+
+        path = Path(path)
+        if not (path / "modules.json").is_file():
+            raise RkdError(f"{path}: not a sentence-transformers SparseEncoder folder (no modules.json)")
+        meta = json.loads((path / "rkd.json").read_text()) if (path / "rkd.json").is_file() else {}
+        encoder = SparseEncoder(str(path), device=pick_device(device))
+        _require_splade(encoder, str(path))
+        return cls(encoder, meta.get("provenance"), **dict(meta.get("options") or {}))
+
+    # -- identity ------------------------------------------------------------------------------
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "query_weight": self.query_weight,
+            "document_weight": self.document_weight,
+            "warmup_steps": self.warmup_steps,
+        }
+
+    def fingerprint(self) -> str:
+        """Hash of the weights and encoding settings: equal fingerprints give equal vectors (the
+        FLOPS weights change training, not encoding, so they are left out)."""
+        if self._fingerprint is None:
+            h = hashlib.sha256()
+            for name, tensor in self.model.state_dict().items():
+                h.update(name.encode())
+                h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+            modules = []
+            for module in self.model:
+                config = dict(module.get_config_dict()) if hasattr(module, "get_config_dict") else {}
+                config.pop("embedding_dimension", None)  # SpladePooling fills it in on first forward
+                modules.append([type(module).__name__, config])
+            settings = {
+                "modules": modules,
+                "max_seq_length": self.model.max_seq_length,
+                "max_active_dims": self.model.max_active_dims,
+            }
+            h.update(json.dumps(settings, sort_keys=True, default=str).encode())
+            self._fingerprint = h.hexdigest()[:16]
+        return self._fingerprint
+
+    def weights_changed(self) -> None:
+        """Call after training: the fingerprint is recomputed on next use."""
+        self._fingerprint = None
+
+    @property
+    def dim(self) -> int:
+        """The vocabulary size. ``SparseEncoder.get_embedding_dimension()`` is not it before the
+        first forward (SpladePooling learns its width then and the hidden size shows through)."""
+        from sentence_transformers.sparse_encoder.modules import SpladePooling
+
+        pooling = next(m for m in self.model if isinstance(m, SpladePooling))
+        return int(pooling.embedding_dimension or self.model[0].auto_model.config.vocab_size)
+
+    # -- encoding ------------------------------------------------------------------------------
+
+    def encode_queries(self, texts: Sequence[str], batch_size: int = 32) -> sp.csr_matrix:
+        """Shapes: texts[N] → float32 csr_matrix[N, vocab]."""
+        out = self.model.encode_query(list(texts), batch_size=batch_size, convert_to_sparse_tensor=True)
+        return to_csr(out, self.dim)
+
+    def encode_documents(self, texts: Sequence[str], batch_size: int = 32) -> sp.csr_matrix:
+        """Shapes: texts[N] → float32 csr_matrix[N, vocab]."""
+        out = self.model.encode_document(list(texts), batch_size=batch_size, convert_to_sparse_tensor=True)
+        return to_csr(out, self.dim)
+
+    def _embed(self, texts: Sequence[str]) -> Tensor:
+        features = self.model.preprocess(list(texts))
+        features = {k: v.to(self.model.device) if isinstance(v, Tensor) else v for k, v in features.items()}
+        emb: Tensor = self.model(features)["sentence_embedding"]
+        return emb
+
+    def scores(self, query_batch: Sequence[str], doc_groups: Sequence[Sequence[str]]) -> Tensor:
+        """Shapes: query_batch[B], doc_groups[B][1+n] → Tensor[B, 1+n] (with gradients)."""
+        width = len(doc_groups[0])
+        if any(len(g) != width for g in doc_groups):
+            raise ValueError("every doc group needs the same number of candidates")
+        q = self._embed(query_batch)  # (B, V)
+        d = self._embed([t for g in doc_groups for t in g]).view(len(doc_groups), width, -1)  # (B, 1+n, V)
+        return sparse_score_matrix(q, d)
+
+    # -- training ------------------------------------------------------------------------------
+
+    def regularizer(self) -> Any:
+        """sentence-transformers' SpladeLoss, held for its two FlopsLoss regularisers and the
+        λq/λd that SpladeRegularizerWeightSchedulerCallback schedules (built on first use)."""
+        if self._regularizer is None:
+            from sentence_transformers.sparse_encoder.losses import SpladeLoss
+
+            self._regularizer = SpladeLoss(
+                self.model,
+                _ScoreMatrix(),
+                document_regularizer_weight=self.document_weight,
+                query_regularizer_weight=self.query_weight,
+            )
+        return self._regularizer
+
+    def training_scores(self, model: Any, inputs: Sequence[Any], width: int) -> TrainingScores:
+        """The score matrix and the weighted FLOPS terms of one collated batch.
+
+        Shapes:
+            inputs = token features of [query, doc0..doc{width-1}], each of batch B →
+            scores (B, width); regularizers ``flops_query`` and ``flops_doc``, scalars.
+        """
+        from sentence_transformers.base.losses.merged_forward import embed_columns
+
+        reg = self.regularizer()
+        # the query column alone, the document columns in one merged forward (as SpladeLoss does)
+        embeddings = embed_columns(model, list(inputs))[: 1 + width]
+        scores = reg.loss.compute_loss_from_embeddings(embeddings, None)  # (B, 1+n)
+        docs = torch.cat(embeddings[1:])  # (B * (1+n), V)
+        flops_query = reg.query_regularizer.compute_loss_from_embeddings(embeddings[0])
+        flops_doc = reg.document_regularizer.compute_loss_from_embeddings(docs)
+        self.active_terms.update(embeddings[0], docs)
+        return TrainingScores(
+            scores,
+            {
+                "flops_query": flops_query * reg.query_regularizer_weight,
+                "flops_doc": flops_doc * reg.document_regularizer_weight,
+            },
+        )
+
+    def scheduler_callback(self) -> Any:
+        """sentence-transformers' quadratic FLOPS-weight warm-up, driving :meth:`regularizer`,
+        with ``warmup_steps`` when set; it also resets and logs the active-term counts."""
+        from sentence_transformers.sparse_encoder.callbacks import SpladeRegularizerWeightSchedulerCallback
+
+        student = self
+        reg = self.regularizer()
+        # the callback takes its targets from the loss: reset them, a past run may have left
+        # them part-way up the warm-up
+        reg.query_regularizer_weight = self.query_weight
+        reg.document_regularizer_weight = self.document_weight
+
+        class _FlopsWarmup(SpladeRegularizerWeightSchedulerCallback):  # type: ignore[misc]
+            def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+                super().on_train_begin(args, state, control, **kw)
+                if student.warmup_steps is not None and self.total_steps is not None:
+                    self.warmup_steps = student.warmup_steps
+                student.active_terms.reset()
+
+            def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+                super().on_log(args, state, control, logs=logs, **kw)
+                if logs is not None and student.active_terms.batches:
+                    summary = student.active_terms.summary()
+                    logs["active_terms_query"] = summary["query_final"]
+                    logs["active_terms_document"] = summary["document_final"]
+
+        return _FlopsWarmup(reg, scheduler_type="quadratic", warmup_ratio=WARMUP_RATIO)
+
+    def trainer_classes(self) -> tuple[Any, Any]:
+        """``SparseEncoderTrainer`` with this student's FLOPS warm-up callback added.
+
+        The warm-up needs the optimiser step, which only a Trainer callback sees, and the shared
+        trainer passes its own callbacks alone; so the class named here adds the student's.
+        """
+        from sentence_transformers import SparseEncoderTrainer, SparseEncoderTrainingArguments
+
+        student = self
+
+        class SpladeTrainer(SparseEncoderTrainer):  # type: ignore[misc]
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                self.add_callback(student.scheduler_callback())
+
+        return SpladeTrainer, SparseEncoderTrainingArguments
+
+    # -- persistence ---------------------------------------------------------------------------
+
+    def save(self, path: Path, provenance: dict[str, Any] | None = None) -> None:
+        """Writes the SparseEncoder folder, then ``rkd.json`` last (its presence marks a complete
+        save); the active-term counts of the last training go into its provenance."""
+        from retrieval_kd import __version__
+
+        meta_provenance = {**self.provenance, **(provenance or {})}
+        if self.active_terms.batches:
+            meta_provenance["active_terms"] = self.active_terms.summary()
+        self.model.save(str(path))
+        atomic_write_json(
+            Path(path) / "rkd.json",
+            {
+                "kind": self.kind,
+                "rkd_version": __version__,
+                "student_fingerprint": self.fingerprint(),
+                "options": self.options(),
+                "provenance": meta_provenance,
+            },
+        )
+        self.provenance = meta_provenance
+
+
+def _require_splade(encoder: Any, source: str) -> None:
+    from sentence_transformers.sparse_encoder.modules import SpladePooling
+
+    if not any(isinstance(m, SpladePooling) for m in encoder):
+        raise RkdError(
+            f"{source}: not a SPLADE model (no SpladePooling module); the splade student needs a "
+            "*ForMaskedLM checkpoint or a SparseEncoder folder saved from one"
+        )
