@@ -2,6 +2,7 @@
 
 - :class:`FakeTeacher`: a teacher from a function of (query, passage).
 - :class:`FakeIndex`: an index from a dict of precomputed runs.
+- :class:`FakeEncoder`: an encoder student from hashed word counts (no model).
 - :func:`tiny_bert_folder`: a seeded 2-layer BERT with a vocabulary built from given texts,
   saved as a sentence-transformers folder: a real model that loads in a second, offline.
 """
@@ -44,6 +45,8 @@ class FakeTeacher:
 class FakeIndex:
     """An index that answers from a dict: ``runs[query_id]`` → {doc_id: score}."""
 
+    kind = "fake"
+
     def __init__(self, runs: Run, student_fingerprint: str = "") -> None:
         self.runs = runs
         self.manifest: dict[str, Any] = {"kind": "fake", "student_fingerprint": student_fingerprint}
@@ -65,6 +68,64 @@ class FakeIndex:
 
     def save(self, path: Path) -> None:
         raise RkdError("FakeIndex cannot be saved")
+
+
+class FakeEncoder:
+    """An encoder student without a model: a text's vector counts its words in ``dim`` hashed
+    buckets (normalised), so word overlap is similarity. It encodes, indexes (``faiss``) and
+    retrieves like any encoder, for tests of the stages around a student; it does not train.
+
+    Example:
+        >>> enc = FakeEncoder(dim=8)
+        >>> round(float(enc.encode_queries(["red apple"]) @ enc.encode_documents(["apple red"]).T), 6)
+        1.0
+    """
+
+    kind = "fake"
+    role = "encoder"
+    index_kind = "faiss"
+    model: Any = None
+
+    def __init__(self, dim: int = 64) -> None:
+        self.dim = dim
+        self.provenance: dict[str, Any] = {"fake": True}
+
+    def fingerprint(self) -> str:
+        return hash_json({"fake-encoder": self.dim})
+
+    def _vectors(self, texts: Sequence[str]) -> np.ndarray:
+        import zlib
+
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                out[row, zlib.crc32(word.encode()) % self.dim] += 1.0
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.where(norms == 0, 1.0, norms)
+
+    def encode_queries(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        return self._vectors(texts)
+
+    def encode_documents(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        return self._vectors(texts)
+
+    def scores(self, query_batch: Sequence[str], doc_groups: Sequence[Sequence[str]]) -> Any:
+        import torch
+
+        q = self._vectors(query_batch)
+        return torch.from_numpy(np.stack([self._vectors(g) @ q[i] for i, g in enumerate(doc_groups)]))
+
+    def training_scores(self, model: Any, inputs: Sequence[Any], width: int) -> Any:
+        raise RkdError("FakeEncoder has no weights to train")
+
+    def trainer_classes(self) -> tuple[Any, Any]:
+        raise RkdError("FakeEncoder has no weights to train")
+
+    def weights_changed(self) -> None:
+        pass
+
+    def save(self, path: Path, provenance: dict[str, Any] | None = None) -> None:
+        raise RkdError("FakeEncoder cannot be saved")
 
 
 def tiny_bert_folder(

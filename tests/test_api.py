@@ -76,3 +76,23 @@ def test_retriever_matches_brute_force_and_refuses_other_encoder(
     other.weights_changed()
     with pytest.raises(RkdError, match=r"was built with student .*: encode queries with the same student"):
         Retriever(other, str(tmp_path / "ix"))
+
+
+def test_fake_encoder_meets_the_encoder_role_and_retrieves(tiny_beir: Path) -> None:
+    from retrieval_kd.indexing import build_index
+    from retrieval_kd.protocols import Encoder
+    from retrieval_kd.testing import FakeEncoder
+
+    ds = load_dataset(f"{tiny_beir}:test")
+    enc = FakeEncoder(dim=256)
+    assert isinstance(enc, Encoder)
+    index = build_index(enc, ds)
+    assert index.kind == "faiss" and index.manifest["count"] == 32
+    qid = next(iter(ds.queries))
+    run = Retriever(enc, index).search({qid: ds.queries[qid]}, k=32)
+    docs = ds.doc_texts()
+    q = enc.encode_queries([ds.queries[qid]])[0]
+    expected = {d: float(q @ enc.encode_documents([t])[0]) for d, t in docs.items()}  # brute force
+    assert len(run[qid]) == 32
+    assert max(abs(run[qid][d] - expected[d]) for d in run[qid]) < 1e-5
+    assert list(run[qid].values()) == sorted(run[qid].values(), reverse=True)

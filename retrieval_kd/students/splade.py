@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,6 +47,8 @@ DOCUMENT_WEIGHT = 3e-5
 WARMUP_RATIO = 1 / 3
 FINAL_WINDOW = 50  # batches averaged for the end-of-training active-term counts
 
+logger = logging.getLogger(__name__)
+
 
 def sparse_score_matrix(q: Tensor, d: Tensor) -> Tensor:
     """Dot products of term weights.
@@ -54,7 +57,8 @@ def sparse_score_matrix(q: Tensor, d: Tensor) -> Tensor:
         q (B, V), d (B, 1+n, V) → (B, 1+n).
 
     Example:
-        >>> sparse_score_matrix(torch.tensor([[1.0, 0.0, 2.0]]), torch.tensor([[[3.0, 5.0, 1.0], [0.0, 4.0, 0.0]]]))
+        >>> q = torch.tensor([[1.0, 0.0, 2.0]])
+        >>> sparse_score_matrix(q, torch.tensor([[[3.0, 5.0, 1.0], [0.0, 4.0, 0.0]]]))
         tensor([[5., 0.]])
     """
     return torch.einsum("bv,bnv->bn", q, d)
@@ -206,7 +210,8 @@ class SpladeStudent:
 
             # The layer list of a *ForMaskedLM sits on its base model (`bert.encoder.layer`),
             # which shares the config object, so truncate_layers updates both.
-            truncate_layers([SimpleNamespace(auto_model=encoder[0].auto_model.base_model)], num_layers)
+            auto: Any = encoder[0].auto_model
+            truncate_layers([SimpleNamespace(auto_model=auto.base_model)], num_layers)
         if max_seq_length is not None:
             encoder.max_seq_length = max_seq_length
         return cls(encoder, {"base_model": model, "num_layers": num_layers}, **options)
@@ -337,7 +342,8 @@ class SpladeStudent:
 
     def scheduler_callback(self) -> Any:
         """sentence-transformers' quadratic FLOPS-weight warm-up, driving :meth:`regularizer`,
-        with ``warmup_steps`` when set; it also resets and logs the active-term counts."""
+        with ``warmup_steps`` when set; it also resets the active-term counts at the start of training
+        and logs them at the end."""
         from sentence_transformers.sparse_encoder.callbacks import SpladeRegularizerWeightSchedulerCallback
 
         student = self
@@ -354,12 +360,15 @@ class SpladeStudent:
                     self.warmup_steps = student.warmup_steps
                 student.active_terms.reset()
 
-            def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
-                super().on_log(args, state, control, logs=logs, **kw)
-                if logs is not None and student.active_terms.batches:
-                    summary = student.active_terms.summary()
-                    logs["active_terms_query"] = summary["query_final"]
-                    logs["active_terms_document"] = summary["document_final"]
+            def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+                summary = student.active_terms.summary()
+                if summary:
+                    logger.info(
+                        "splade: %.1f active terms per query, %.1f per document (last %d batches)",
+                        summary["query_final"],
+                        summary["document_final"],
+                        min(FINAL_WINDOW, int(summary["batches"])),
+                    )
 
         return _FlopsWarmup(reg, scheduler_type="quadratic", warmup_ratio=WARMUP_RATIO)
 

@@ -108,6 +108,49 @@ def test_flops_weights_warm_up_quadratically() -> None:
     assert default.warmup_steps == 30
 
 
+def test_the_trainer_class_schedules_the_flops_weights(tiny_mlm: Path, tmp_path: Path) -> None:
+    """The warm-up reaches the real Trainer through the student's trainer class: step s (0-based)
+    runs with (s/4)² of the full weight until step 4."""
+    from datasets import Dataset
+    from transformers import TrainerCallback
+
+    from retrieval_kd.losses import build_loss
+    from retrieval_kd.train.adapter import ScoreSpaceLoss
+
+    student = SpladeStudent.from_pretrained(str(tiny_mlm), device="cpu", document_weight=0.2, warmup_steps=4)
+    data = Dataset.from_dict(
+        {
+            "query": ["why does iron rust", "how does yeast work"],
+            "doc0": ["paint protects steel from rust", "yeast makes bread dough rise"],
+            "doc1": ["yeast makes bread dough rise", "paint protects steel from rust"],
+            "label": [[2.0, 0.0], [2.0, 0.0]],
+        }
+    )
+    trainer_cls, args_cls = student.trainer_classes()
+    args = args_cls(
+        output_dir=str(tmp_path / "out"),
+        max_steps=5,
+        per_device_train_batch_size=2,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=True,
+    )
+    loss = ScoreSpaceLoss(student, build_loss("kl"), width=2)
+    trainer = trainer_cls(model=student.model, args=args, train_dataset=data, loss=loss)
+    seen: list[float] = []
+
+    class Record(TrainerCallback):  # type: ignore[misc]
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            seen.append(student.regularizer().document_regularizer_weight)
+
+    trainer.add_callback(Record())  # after the student's own: sees the weight each step used
+    trainer.train()
+    assert seen == pytest.approx([0.2 * (s / 4) ** 2 for s in range(4)] + [0.2])
+    assert loss.last_terms["flops_doc"] > 0 and student.active_terms.batches == 5
+
+
 def test_options_are_checked(tiny_mlm: Path) -> None:
     assert "splade" in STUDENTS.names()
     with pytest.raises(RkdError, match=r"unknown splade student option\(s\) \['lambda_q'\]; choose from"):
