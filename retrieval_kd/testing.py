@@ -77,7 +77,7 @@ class FakeEncoder:
 
     Example:
         >>> enc = FakeEncoder(dim=8)
-        >>> round(float(enc.encode_queries(["red apple"]) @ enc.encode_documents(["apple red"]).T), 6)
+        >>> round(float((enc.encode_queries(["red apple"]) @ enc.encode_documents(["apple red"]).T)[0, 0]), 6)
         1.0
     """
 
