@@ -112,6 +112,10 @@ class Student(Protocol):
         """The sentence-transformers ``(Trainer, TrainingArguments)`` classes for this model."""
         ...
 
+    def training_callbacks(self) -> list[Any]:
+        """Trainer callbacks the family needs (a regulariser weight schedule, say); often none."""
+        ...
+
     def weights_changed(self) -> None:
         """Called after training: cached fingerprints are recomputed on next use."""
         ...

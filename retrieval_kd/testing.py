@@ -121,6 +121,9 @@ class FakeEncoder:
     def trainer_classes(self) -> tuple[Any, Any]:
         raise RkdError("FakeEncoder has no weights to train")
 
+    def training_callbacks(self) -> list[Any]:
+        return []
+
     def weights_changed(self) -> None:
         pass
 

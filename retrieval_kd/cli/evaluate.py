@@ -24,7 +24,9 @@ def beir(
     ] = None,
     metric: Annotated[list[str] | None, typer.Option("--metric", help="repeatable")] = None,
     k: Annotated[int, typer.Option("-k", "--k", min=1, help="retrieval depth")] = 100,
-    factory: Annotated[str, typer.Option(help="faiss factory of the index built for a --model")] = "Flat",
+    factory: Annotated[
+        str | None, typer.Option(help="faiss factory of the index built for a dense --model")
+    ] = None,
     max_queries: Annotated[int | None, typer.Option(min=1)] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
 ) -> None:
@@ -51,7 +53,7 @@ def beir(
         for name, m, ix in systems:
             if ix is None:
                 assert m is not None
-                options = {"factory": factory}
+                options = {"factory": factory} if factory is not None else {}
                 built = index_stage(
                     IndexStage(m, dataset, out_dir / "indexes" / name, None, options, batch_size), p
                 )

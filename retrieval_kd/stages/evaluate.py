@@ -23,7 +23,8 @@ class EvalStage:
         index: an index folder (``rkd index``); its manifest names the student that built it.
         dataset: the queries and qrels to evaluate on.
         out: the folder to write (``run.trec``, ``metrics.json``).
-        model: the query encoder; None: the student recorded in the index.
+        model: the query encoder; None: the student recorded in the index (opened with the kind
+            and token limit the index recorded).
     """
 
     name: str
@@ -35,7 +36,6 @@ class EvalStage:
     max_queries: int | None = None
     batch_size: int = 32
     model: str | None = None
-    max_seq_length: int | None = None  # when ``model`` is opened fresh (a first-stage retriever)
 
     def fingerprint(self) -> str:
         return hash_json(
@@ -46,7 +46,6 @@ class EvalStage:
                 "k": self.k,
                 "max_queries": self.max_queries,
                 "model": self.model,
-                "max_seq_length": self.max_seq_length,
             }
         )
 
@@ -76,7 +75,12 @@ def evaluate_stage(config: EvalStage, progress: Progress | None = None) -> Stage
             f"{config.index}: the index does not record its student; name the student to encode queries"
         )
     dataset = load_dataset(config.dataset)
-    student = open_student(model, None, config.max_seq_length)
+    # the query encoder is opened as the index recorded it (its kind and token limit)
+    kind = index.manifest.get("student_kind")
+    limit = index.manifest.get("student_max_seq_length")
+    student = open_student(
+        model, kind if isinstance(kind, str) else None, limit if isinstance(limit, int) else None
+    )
     result = evaluate_system(
         config.name,
         student,

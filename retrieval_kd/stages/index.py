@@ -18,12 +18,19 @@ from retrieval_kd.stages._common import StageResult, model_hash
 
 
 def index_fingerprint(
-    student_hash: str, corpus: str, max_seq_length: int | None, kind: str | None, options: Mapping[str, Any]
+    student_hash: str,
+    student_kind: str | None,
+    corpus: str,
+    max_seq_length: int | None,
+    kind: str | None,
+    options: Mapping[str, Any],
 ) -> str:
-    """What identifies an index: the encoder's weights, the corpus and the index settings."""
+    """What identifies an index: the encoder (weights, family, token limit), the corpus and the
+    index settings."""
     return hash_json(
         {
             "student": student_hash,
+            "student_kind": student_kind,
             "corpus": corpus,
             "max_seq_length": max_seq_length,
             "kind": kind,
@@ -69,6 +76,7 @@ def index_stage(config: IndexStage, progress: Progress | None = None) -> StageRe
     dataset = load_dataset(config.dataset)
     fp = index_fingerprint(
         model_hash(config.model),
+        config.student_kind,
         corpus_fingerprint(dataset),
         config.max_seq_length,
         config.kind,
@@ -95,6 +103,8 @@ def index_stage(config: IndexStage, progress: Progress | None = None) -> StageRe
     index = build_index(student, dataset, config.kind, config.options, config.batch_size, progress=progress)
     path = Path(config.model)
     index.manifest["student_path"] = str(path.resolve()) if path.exists() else resolve_model(config.model)
+    index.manifest["student_kind"] = student.kind  # how evaluation reopens the query encoder
+    index.manifest["student_max_seq_length"] = config.max_seq_length
     with building(config.out) as tmp:
         index.save(tmp)
         mark(tmp, "index", fp)

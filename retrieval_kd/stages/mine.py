@@ -83,6 +83,8 @@ def mine_stage(config: MineStage, progress: Progress | None = None) -> StageResu
         dataset, retriever, MineConfig(config.negatives, config.batch_size, config.index), progress=progress
     )
     index.manifest["student_path"] = resolve_model(config.model)
+    index.manifest["student_kind"] = retriever.kind
+    index.manifest["student_max_seq_length"] = config.max_seq_length
     corpus = corpus_fingerprint(dataset)
     with building(config.out) as tmp:
         cands.save(tmp)
@@ -92,7 +94,9 @@ def mine_stage(config: MineStage, progress: Progress | None = None) -> StageResu
         mark(
             tmp / "index",
             "index",
-            index_fingerprint(model_hash(config.model), corpus, config.max_seq_length, None, config.index),
+            index_fingerprint(
+                model_hash(config.model), config.kind, corpus, config.max_seq_length, None, config.index
+            ),
         )
         mark(tmp, "mine", fp)
     barrier()

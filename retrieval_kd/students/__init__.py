@@ -48,12 +48,17 @@ def load_student(path: str | Path, device: str = "auto") -> Student:
 def open_student(
     model: str | Path, kind: str | None = None, max_seq_length: int | None = None, device: str = "auto"
 ) -> Student:
-    """A saved rkd student as saved, or any other model folder / hub id as a fresh student of
-    ``kind`` (default dense) with its settings: how a first-stage retriever is opened."""
+    """A saved rkd student as saved (its ``rkd.json`` names the kind), or any other model folder
+    / hub id as a fresh student of ``kind`` (default dense): how a first-stage retriever, or the
+    query encoder an index records, is opened. ``max_seq_length`` overrides the token limit."""
     folder = Path(model)
-    if (folder / "rkd.json").is_file() and max_seq_length is None:
-        return load_student(folder, device=device)
-    return build_student(kind or "dense", str(model), max_seq_length=max_seq_length, device=device)
+    if not (folder / "rkd.json").is_file():
+        return build_student(kind or "dense", str(model), max_seq_length=max_seq_length, device=device)
+    student = load_student(folder, device=device)
+    if max_seq_length is not None and student.model.max_seq_length != max_seq_length:
+        student.model.max_seq_length = max_seq_length
+        student.weights_changed()  # the fingerprint covers the token limit
+    return student
 
 
 __all__ = ["STUDENTS", "build_student", "load_student", "open_student"]

@@ -150,6 +150,9 @@ class DenseStudent:
         d = torch.stack(embeddings[1 : 1 + width], dim=1)  # (B, 1+n, dim)
         return TrainingScores(score_matrix(q, d, self.similarity), {})
 
+    def training_callbacks(self) -> list[Any]:
+        return []
+
     def trainer_classes(self) -> tuple[Any, Any]:
         from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 

@@ -373,21 +373,13 @@ class SpladeStudent:
         return _FlopsWarmup(reg, scheduler_type="quadratic", warmup_ratio=WARMUP_RATIO)
 
     def trainer_classes(self) -> tuple[Any, Any]:
-        """``SparseEncoderTrainer`` with this student's FLOPS warm-up callback added.
-
-        The warm-up needs the optimiser step, which only a Trainer callback sees, and the shared
-        trainer passes its own callbacks alone; so the class named here adds the student's.
-        """
         from sentence_transformers import SparseEncoderTrainer, SparseEncoderTrainingArguments
 
-        student = self
+        return SparseEncoderTrainer, SparseEncoderTrainingArguments
 
-        class SpladeTrainer(SparseEncoderTrainer):  # type: ignore[misc]
-            def __init__(self, *args: Any, **kwargs: Any) -> None:
-                super().__init__(*args, **kwargs)
-                self.add_callback(student.scheduler_callback())
-
-        return SpladeTrainer, SparseEncoderTrainingArguments
+    def training_callbacks(self) -> list[Any]:
+        """The FLOPS warm-up: it needs the optimiser step, which only a Trainer callback sees."""
+        return [self.scheduler_callback()]
 
     # -- persistence ---------------------------------------------------------------------------
 

@@ -114,7 +114,7 @@ def train_student(
     out: Path,
     fingerprint: str = "",
     progress: Progress | None = None,
-) -> list[dict[str, float]]:
+) -> list[dict[str, Any]]:
     """Trains ``student`` in place with its sentence-transformers Trainer.
 
     Checkpoints every ``config.save_steps`` steps into :func:`checkpoint_dir` (rank 0 only);
@@ -151,6 +151,7 @@ def train_student(
     total = config.max_steps if config.max_steps > 0 else steps
     loss = ScoreSpaceLoss(student, build_loss(config.loss, **config.loss_options), config.negatives + 1)
     task = ensure(progress).task("training", total, unit="steps")
+    terms: dict[int, dict[str, float]] = {}  # step → distillation loss and each regulariser
 
     class _Progress(TrainerCallback):  # type: ignore[misc]
         def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
@@ -159,6 +160,8 @@ def train_student(
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             task.advance(1)
+            if loss.last_terms and len(loss.last_terms) > 1:  # the loss and regulariser terms
+                terms[state.global_step] = dict(loss.last_terms)
 
     folder = checkpoint_dir(out)
     resume = _resume_point(folder, fingerprint)
@@ -187,7 +190,11 @@ def train_student(
         **dict(config.args),
     )
     trainer = trainer_cls(
-        model=student.model, args=args, train_dataset=dataset, loss=loss, callbacks=[_Progress()]
+        model=student.model,
+        args=args,
+        train_dataset=dataset,
+        loss=loss,
+        callbacks=[_Progress(), *student.training_callbacks()],
     )
     trainer.remove_callback(PrinterCallback)  # the log goes to train_log.jsonl and the bar
     trainer.train(resume_from_checkpoint=resume)
@@ -198,6 +205,7 @@ def train_student(
             "epoch": float(row.get("epoch") or 0),
             "loss": float(row["loss"]),
             "lr": float(row.get("learning_rate", 0.0)),
+            **({"terms": terms[int(row["step"])]} if int(row["step"]) in terms else {}),
         }
         for row in trainer.state.log_history
         if "loss" in row
@@ -207,5 +215,5 @@ def train_student(
     return log
 
 
-def write_log(folder: Path, log: list[dict[str, float]]) -> None:
+def write_log(folder: Path, log: list[dict[str, Any]]) -> None:
     atomic_write_text(folder / "train_log.jsonl", "".join(json.dumps(r) + "\n" for r in log))

@@ -67,7 +67,8 @@ CHANGES: list[tuple[str, dict[str, Any], set[str]]] = [
     ("mine", {"negatives": 5}, {"mine", "score", "train", *AFTER}),
     ("student", {"num_layers": 2}, {"init", "train", *BEFORE, *AFTER}),
     ("train", {"lr": 1e-3}, {"train", *AFTER}),
-    ("index", {"options": {"factory": "HNSW16"}}, {*TEACHER, *BEFORE, *AFTER}),
+    ("index", {"options": {"factory": "HNSW16"}}, {*BEFORE, *AFTER}),  # [mine] sets the teacher's
+    ("mine", {"index": {"factory": "HNSW16"}}, {"mine", "score", "train", *TEACHER, *AFTER}),
     ("eval", {"k": 5, "metrics": ("ndcg@5",)}, {"eval teacher", "eval student_before", "eval student_after"}),
 ]
 

@@ -108,7 +108,7 @@ def test_flops_weights_warm_up_quadratically() -> None:
     assert default.warmup_steps == 30
 
 
-def test_the_trainer_class_schedules_the_flops_weights(tiny_mlm: Path, tmp_path: Path) -> None:
+def test_the_training_callbacks_schedule_the_flops_weights(tiny_mlm: Path, tmp_path: Path) -> None:
     """The warm-up reaches the real Trainer through the student's trainer class: step s (0-based)
     runs with (s/4)² of the full weight until step 4."""
     from datasets import Dataset
@@ -138,7 +138,13 @@ def test_the_trainer_class_schedules_the_flops_weights(tiny_mlm: Path, tmp_path:
         use_cpu=True,
     )
     loss = ScoreSpaceLoss(student, build_loss("kl"), width=2)
-    trainer = trainer_cls(model=student.model, args=args, train_dataset=data, loss=loss)
+    trainer = trainer_cls(
+        model=student.model,
+        args=args,
+        train_dataset=data,
+        loss=loss,
+        callbacks=student.training_callbacks(),  # as train_student passes them
+    )
     seen: list[float] = []
 
     class Record(TrainerCallback):  # type: ignore[misc]
