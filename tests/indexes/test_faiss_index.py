@@ -184,7 +184,7 @@ def test_load_index_unknown_kind(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text('{"format": "rkd-index/1", "kind": "annoy"}')
     with pytest.raises(DataError, match=r"unknown index kind 'annoy'; choose from \['faiss', 'sparse'\]"):
         load_index(tmp_path)
-    assert INDEXES.names() == ["faiss"]
+    assert INDEXES.names() == ["faiss", "sparse"]
 
 
 def test_load_inconsistent_folder(tmp_path: Path) -> None:
