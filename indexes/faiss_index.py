@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from retrieval_kd.errors import DataError, RkdError
-from retrieval_kd.io import atomic_write_json, fsync_dir, read_json
+from retrieval_kd.indexes._folder import FORMAT, read_index_folder
+from retrieval_kd.io import atomic_write_json, fsync_dir
 from retrieval_kd.types import Run
 
 if TYPE_CHECKING:
     import torch
 
-FORMAT = "rkd-index/1"
 DEVICES = ("auto", "cpu", "cuda")
 FACTORY_EXAMPLES = "'Flat', 'HNSW32', 'IVF256,Flat', 'IVF256,PQ32', 'OPQ32,IVF1024,PQ32'"
 
@@ -367,18 +367,8 @@ class FaissIndex:
         import faiss
 
         path = Path(path)
-        manifest = read_json(path / "manifest.json")
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-            found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
-            raise DataError(f"{path / 'manifest.json'}: format {found!r}, expected {FORMAT!r}")
-        if manifest.get("kind") != cls.kind:
-            raise DataError(f"{path / 'manifest.json'}: kind {manifest.get('kind')!r}, expected {cls.kind!r}")
+        manifest, doc_ids = read_index_folder(path, cls.kind, "index.faiss")
         index_file = path / "index.faiss"
-        if not index_file.is_file():
-            raise DataError(f"{index_file}: no such file")
-        doc_ids = read_json(path / "doc_ids.json")
-        if not isinstance(doc_ids, list):
-            raise DataError(f"{path / 'doc_ids.json'}: expected a JSON list of document ids")
         self = cls(
             int(manifest["dim"]),
             factory=str(manifest["factory"]),

@@ -19,13 +19,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from retrieval_kd.errors import DataError, RkdError
-from retrieval_kd.io import atomic_write, atomic_write_json, read_json
+from retrieval_kd.indexes._folder import FORMAT, read_index_folder
+from retrieval_kd.io import atomic_write, atomic_write_json
 from retrieval_kd.types import Run
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
-
-FORMAT = "rkd-index/1"
 
 
 def as_csr(reps: Any, noun: str) -> sp.csr_matrix:
@@ -236,18 +235,8 @@ class SparseIndex:
         import scipy.sparse as sp
 
         path = Path(path)
-        manifest = read_json(path / "manifest.json")
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-            found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
-            raise DataError(f"{path / 'manifest.json'}: format {found!r}, expected {FORMAT!r}")
-        if manifest.get("kind") != cls.kind:
-            raise DataError(f"{path / 'manifest.json'}: kind {manifest.get('kind')!r}, expected {cls.kind!r}")
+        manifest, doc_ids = read_index_folder(path, cls.kind, "docs.npz")
         docs_file = path / "docs.npz"
-        if not docs_file.is_file():
-            raise DataError(f"{docs_file}: no such file")
-        doc_ids = read_json(path / "doc_ids.json")
-        if not isinstance(doc_ids, list):
-            raise DataError(f"{path / 'doc_ids.json'}: expected a JSON list of document ids")
         try:
             matrix = sp.csr_matrix(sp.load_npz(docs_file), dtype=np.float32)
         except (OSError, ValueError) as e:

@@ -31,6 +31,7 @@ from retrieval_kd.errors import RkdError
 from retrieval_kd.io import atomic_write_json
 from retrieval_kd.models import pick_device, resolve_model
 from retrieval_kd.protocols import TrainingScores
+from retrieval_kd.students._forward import group_scores
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
@@ -284,20 +285,9 @@ class SpladeStudent:
         out = self.model.encode_document(list(texts), batch_size=batch_size, convert_to_sparse_tensor=True)
         return to_csr(out, self.dim)
 
-    def _embed(self, texts: Sequence[str]) -> Tensor:
-        features = self.model.preprocess(list(texts))
-        features = {k: v.to(self.model.device) if isinstance(v, Tensor) else v for k, v in features.items()}
-        emb: Tensor = self.model(features)["sentence_embedding"]
-        return emb
-
     def scores(self, query_batch: Sequence[str], doc_groups: Sequence[Sequence[str]]) -> Tensor:
         """Shapes: query_batch[B], doc_groups[B][1+n] → Tensor[B, 1+n] (with gradients)."""
-        width = len(doc_groups[0])
-        if any(len(g) != width for g in doc_groups):
-            raise ValueError("every doc group needs the same number of candidates")
-        q = self._embed(query_batch)  # (B, V)
-        d = self._embed([t for g in doc_groups for t in g]).view(len(doc_groups), width, -1)  # (B, 1+n, V)
-        return sparse_score_matrix(q, d)
+        return group_scores(self.model, query_batch, doc_groups, sparse_score_matrix)
 
     # -- training ------------------------------------------------------------------------------
 

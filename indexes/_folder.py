@@ -1,0 +1,32 @@
+"""What every index folder shares: ``manifest.json`` (written last) and ``doc_ids.json``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from retrieval_kd.errors import DataError
+from retrieval_kd.io import read_json
+
+FORMAT = "rkd-index/1"
+
+
+def read_index_folder(path: Path, kind: str, data_file: str) -> tuple[dict[str, Any], list[str]]:
+    """The manifest and doc ids of an index folder of ``kind``, checked; ``data_file`` (the
+    kind's own file: ``index.faiss``, ``docs.npz``) must exist.
+
+    Raises:
+        DataError: naming the file that is missing or holds something else.
+    """
+    manifest = read_json(path / "manifest.json")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise DataError(f"{path / 'manifest.json'}: format {found!r}, expected {FORMAT!r}")
+    if manifest.get("kind") != kind:
+        raise DataError(f"{path / 'manifest.json'}: kind {manifest.get('kind')!r}, expected {kind!r}")
+    if not (path / data_file).is_file():
+        raise DataError(f"{path / data_file}: no such file")
+    doc_ids = read_json(path / "doc_ids.json")
+    if not isinstance(doc_ids, list):
+        raise DataError(f"{path / 'doc_ids.json'}: expected a JSON list of document ids")
+    return manifest, [str(d) for d in doc_ids]
