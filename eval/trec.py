@@ -7,14 +7,17 @@ against them.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import IO
 
 from retrieval_kd.errors import DataError
-from retrieval_kd.io import atomic_write, iter_lines
+from retrieval_kd.io import DECIMAL, atomic_write, check_id, iter_lines, show
 from retrieval_kd.types import Run
 
 __all__ = ["read_trec", "write_trec"]
+
+_RANK = re.compile(r"-?[0-9]+")
 
 
 def write_trec(run: Run, path: Path, tag: str = "rkd") -> None:
@@ -43,29 +46,35 @@ def write_trec(run: Run, path: Path, tag: str = "rkd") -> None:
 
 
 def read_trec(path: Path) -> Run:
-    """Reads a TREC run; a malformed line raises :class:`DataError` naming ``file:line``."""
+    """Reads a TREC run.
+
+    Raises:
+        DataError: naming ``file:line``: not 6 fields, a rank that is not an integer, a score
+            that is not a finite number, a document twice for one query; or no line at all.
+    """
     path = Path(path)
     run: Run = {}
     for lineno, line in iter_lines(path):
+        where = f"{path}:{lineno}"
         fields = line.split()
         if len(fields) != 6:
             raise DataError(
-                f"{path}:{lineno}: expected 6 fields 'qid Q0 docid rank score tag', got {len(fields)}: "
-                f"{line.strip()[:80]!r}"
+                f"{where}: expected 6 fields 'qid Q0 docid rank score tag', got {len(fields)}: "
+                f"{show(line.strip())}"
             )
         qid, _, doc_id, rank, score_text, _ = fields
-        try:
-            int(rank)
-            score = float(score_text)
-        except ValueError:
+        if not _RANK.fullmatch(rank) or not DECIMAL.fullmatch(score_text):
             raise DataError(
-                f"{path}:{lineno}: rank must be an integer and score a number, got rank {rank!r}, "
-                f"score {score_text!r}"
-            ) from None
-        if math.isnan(score):
-            raise DataError(f"{path}:{lineno}: score is NaN")
-        docs = run.setdefault(qid, {})
+                f"{where}: rank must be an integer and score a number, got rank {show(rank)}, "
+                f"score {show(score_text)}"
+            )
+        score = float(score_text)
+        if not math.isfinite(score):
+            raise DataError(f"{where}: score {show(score_text)} is not a finite number")
+        docs = run.setdefault(check_id(qid, "qid", where), {})
         if doc_id in docs:
-            raise DataError(f"{path}:{lineno}: document {doc_id!r} appears twice for query {qid!r}")
-        docs[doc_id] = score
+            raise DataError(f"{where}: document {show(doc_id)} appears twice for query {show(qid)}")
+        docs[check_id(doc_id, "docid", where)] = score
+    if not run:
+        raise DataError(f"{path}: no ranked documents (the file is empty)")
     return run

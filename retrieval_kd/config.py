@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from retrieval_kd.errors import ConfigError
+from retrieval_kd.errors import ConfigError, RkdError
 from retrieval_kd.fingerprint import hash_json
 
 if sys.version_info >= (3, 11):
@@ -362,6 +362,12 @@ def validate(config: RecipeConfig, path: Path | str) -> None:
             parse_metric(metric)
         except Exception as e:
             raise ConfigError(f"{path}: [eval].metrics: {e}") from None
+    from retrieval_kd.evaluation import check_depth
+
+    try:  # refused before an hour of mining and training, not at the eval stage
+        check_depth(config.eval.metrics, config.eval.k)
+    except RkdError as e:
+        raise ConfigError(f"{path}: [eval]: {e}") from None
     train = config.train
     if train.negative_pool is not None and train.negative_pool < train.negatives:
         raise ConfigError(

@@ -6,33 +6,131 @@ first-stage run. Both end as a ranx-ready Run and the same metrics.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import logging
+import re
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from retrieval_kd.data.base import Dataset
+from retrieval_kd.data.base import Dataset, QrelsCoverage
 from retrieval_kd.errors import RkdError
 from retrieval_kd.io import atomic_write_json
 from retrieval_kd.progress import Progress
 from retrieval_kd.protocols import Encoder, Index, Reranker, Student
-from retrieval_kd.types import Run
+from retrieval_kd.types import Qrels, Run
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class EvalResult:
+    """One system's metrics and run.
+
+    Attributes:
+        coverage: the dataset's judgements that name a query without text (left out of the
+            metrics) or a document absent from the corpus (kept: relevant, never retrieved).
+    """
+
     name: str
     metrics: dict[str, float]
     run: Run
     index: Index | None = None
+    coverage: QrelsCoverage = field(default_factory=QrelsCoverage)
 
 
 def eval_queries(dataset: Dataset, max_queries: int | None = None) -> dict[str, str]:
     if max_queries is not None and max_queries < 1:
         raise RkdError(f"max_queries must be at least 1, got {max_queries}")
     return dict(list(dataset.queries.items())[:max_queries]) if max_queries else dict(dataset.queries)
+
+
+_CUTOFF = re.compile(r"@(\d+)$")
+
+
+def check_depth(metrics: Sequence[str], k: int) -> None:
+    """Refuses a metric whose cutoff is deeper than the run: ``recall@100`` over a top 10 would
+    report a number as if 100 documents had been retrieved.
+
+    Raises:
+        RkdError: ``k`` below 1, or the deepest cutoff above ``k`` (naming that metric and the
+            ``k`` it needs).
+
+    Example:
+        >>> check_depth(["ndcg@10", "map"], 10)
+        >>> check_depth(["ndcg@10", "recall@100"], 10)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        retrieval_kd.errors.RkdError: metric 'recall@100' needs the top 100 documents but k is 10: ...
+    """
+    if k < 1:
+        raise RkdError(f"k (the retrieval depth) must be at least 1, got {k}")
+    cutoffs = [(int(m[1]), name) for name in metrics if (m := _CUTOFF.search(name.strip()))]
+    if cutoffs:
+        deepest, name = max(cutoffs, key=lambda c: c[0])
+        if deepest > k:
+            raise RkdError(
+                f"metric {name!r} needs the top {deepest} documents but k is {k}: "
+                f"retrieve deeper (k = {deepest}) or lower the cutoff"
+            )
+
+
+# corpus fingerprints already computed (hashing a corpus reads every text): one per dataset object
+_CORPUS_FPS: weakref.WeakKeyDictionary[Dataset, str] = weakref.WeakKeyDictionary()
+
+
+def check_index_corpus(index: Index, dataset: Dataset, where: object = "the index") -> None:
+    """Refuses an index built on another corpus than ``dataset``'s (its ids and texts differ,
+    so every retrieved id would be judged against the wrong documents).
+
+    Args:
+        index: an index whose manifest records ``corpus`` (``build_index`` stamps it).
+        dataset: the dataset to evaluate on.
+        where: how messages name the index (its folder).
+
+    Raises:
+        RkdError: the fingerprints differ; the message names both datasets.
+    """
+    from retrieval_kd.indexing import corpus_fingerprint
+
+    recorded = index.manifest.get("corpus")
+    if recorded is None:
+        log.warning("%s records no corpus fingerprint; it cannot be checked against %s", where, dataset.id)
+        return
+    if dataset not in _CORPUS_FPS:
+        _CORPUS_FPS[dataset] = corpus_fingerprint(dataset)
+    if recorded != _CORPUS_FPS[dataset]:
+        built_on = index.manifest.get("dataset") or "an unrecorded dataset"
+        raise RkdError(
+            f"{where} was built on the corpus of {built_on} (fingerprint {recorded}), not on the corpus "
+            f"of {dataset.id} (fingerprint {_CORPUS_FPS[dataset]}); index {dataset.id} with `rkd index` "
+            "to evaluate on it"
+        )
+
+
+def judged_qrels(dataset: Dataset, queries: Mapping[str, str]) -> tuple[Qrels, QrelsCoverage]:
+    """The qrels of the evaluated ``queries`` and what the dataset's qrels cannot match.
+
+    A judged query without text cannot be run: it is left out (not scored 0) and counted. A
+    judgement naming a document absent from the corpus is kept, as trec_eval keeps it (the
+    document counts as relevant and is never retrieved), and counted. Both are logged.
+    """
+    coverage = dataset.qrels_coverage()
+    if coverage:
+        log.warning(
+            "qrels of %s: %d judged query id(s) with no text in the topics (left out of the metrics, "
+            "e.g. %s); %d judgement(s) of documents absent from the corpus (kept: relevant, never "
+            "retrievable, e.g. %s)",
+            dataset.id,
+            coverage.queries_not_in_topics,
+            list(coverage.query_examples),
+            coverage.judgements_not_in_corpus,
+            list(coverage.doc_examples),
+        )
+    return {qid: dataset.qrels[qid] for qid in queries}, coverage
 
 
 def rerank(
@@ -80,10 +178,13 @@ def evaluate_system(
     from retrieval_kd.eval.trec import write_trec
     from retrieval_kd.indexing import build_index
 
+    check_depth(metrics, k)
     queries = eval_queries(dataset, max_queries)
     if isinstance(student, Encoder) and student.role == "encoder":
         if index is None:
             index = build_index(student, dataset, index_kind, index_options, batch_size, progress=progress)
+        else:
+            check_index_corpus(index, dataset)
         run = Retriever(student, index).search(queries, k=k, batch_size=batch_size)
     elif isinstance(student, Reranker):
         if first_stage is None:
@@ -91,7 +192,7 @@ def evaluate_system(
         run = rerank(student, queries, dataset.doc_texts(), first_stage, k, batch_size)
     else:
         raise RkdError(f"{name}: student role {student.role!r} is neither 'encoder' nor 'reranker'")
-    qrels = {q: dataset.qrels[q] for q in run} if max_queries else dataset.qrels
+    qrels, coverage = judged_qrels(dataset, queries)
     scores = evaluate(qrels, run, metrics)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -104,6 +205,7 @@ def evaluate_system(
                 "queries": len(run),
                 "student_fingerprint": student.fingerprint(),
                 "metrics": scores,
+                "qrels_unmatched": coverage.counts(),
             },
         )
-    return EvalResult(name, scores, run, index)
+    return EvalResult(name, scores, run, index, coverage)

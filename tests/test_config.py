@@ -194,13 +194,16 @@ def test_frozen(tmp_path: Path) -> None:
             '[teacher]\nkind = "bi"',
             "[teacher].kind = 'bi' is unknown; choose from ['bi-encoder', 'cross-encoder']",
         ),
-        ('[mine]\nkind = "bm25"', "[mine].kind = 'bm25' is unknown; choose from ['dense']"),
-        ('[student]\nkind = "splade"', "[student].kind = 'splade' is unknown; choose from ['dense']"),
+        ('[mine]\nkind = "bm25"', "[mine].kind = 'bm25' is unknown; choose from ['dense', 'splade']"),
+        (
+            '[student]\nkind = "colbert"',
+            "[student].kind = 'colbert' is unknown; choose from ['dense', 'splade']",
+        ),
         (
             '[train]\nloss = "mse2"',
             "[train].loss = 'mse2' is unknown; choose from ['kl', 'margin_mse', 'pairwise']",
         ),
-        ('[index]\nkind = "hnsw"', "[index].kind = 'hnsw' is unknown; choose from ['faiss']"),
+        ('[index]\nkind = "hnsw"', "[index].kind = 'hnsw' is unknown; choose from ['faiss', 'sparse']"),
     ],
 )
 def test_one_line_per_bad_value(tmp_path: Path, toml: str, message: str) -> None:

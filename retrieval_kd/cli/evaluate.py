@@ -36,11 +36,13 @@ def beir(
     from retrieval_kd.eval.metrics import compare, parse_metric
     from retrieval_kd.eval.table import metrics_table
     from retrieval_kd.eval.trec import read_trec
+    from retrieval_kd.evaluation import check_depth
     from retrieval_kd.stages import EvalStage, IndexStage, evaluate_stage, index_stage
 
     metrics = tuple(metric or ("ndcg@10", "recall@100", "mrr@10"))
     for metric_name in metrics:
         parse_metric(metric_name)
+    check_depth(metrics, k)  # before any index is built
     if not model and not index:
         raise RkdError("give at least one --model or --index")
     systems: list[tuple[str, str | None, Path | None]] = [(Path(m).name or m, m, None) for m in model or []]

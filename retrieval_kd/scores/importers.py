@@ -7,20 +7,23 @@ Formats (chosen by file extension unless given):
 - ``trec`` (``.trec``, ``.run``): ``qid Q0 docid rank score tag``, whitespace-separated.
 - ``jsonl`` (``.jsonl``): one ``{"query_id": ..., "doc_id": ..., "score": ...}`` per line.
 
-Blank lines are skipped. A pair that occurs twice keeps its later score.
+Blank lines are skipped. A pair that occurs twice keeps its later score. Ids are non-empty
+strings without whitespace (JSONL also takes integers); a score is a finite number within
+float32's range (the store keeps float32). A file with no scores (empty, or only a header) is
+an error.
 """
 
 from __future__ import annotations
 
-import json
 import math
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from retrieval_kd.errors import DataError, RkdError
-from retrieval_kd.io import iter_lines
+from retrieval_kd.io import DECIMAL, check_id, iter_lines, parse_json_line, show
 from retrieval_kd.scores.store import ScoreStore
 from retrieval_kd.types import Pair
 
@@ -70,86 +73,90 @@ def import_scores(store: ScoreStore, path: Path, fmt: str | None = None, *, batc
     if pairs:
         store.add(pairs, np.asarray(scores, dtype=np.float32))
         total += len(pairs)
+    if not total:
+        raise DataError(f"{path}: no scores (the file is empty or holds only a header)")
     return total
 
 
-def _rows(path: Path, parse: Callable[[str, int], Row | None]) -> Iterator[Row]:
+def _rows(path: Path, parse: Callable[[str, str, int], Row | None]) -> Iterator[Row]:
     """Parses each non-blank line, turning a ``ValueError`` into a ``file:line`` DataError."""
     for lineno, line in iter_lines(path):
+        where = f"{path}:{lineno}"
         try:
-            row = parse(line, lineno)
+            row = parse(line, where, lineno)
         except ValueError as e:
-            raise DataError(f"{path}:{lineno}: {e}") from None
+            raise DataError(f"{where}: {e}") from None
         if row is not None:
             yield row
 
 
-def _score(text: object) -> float:
-    # bool is an int to Python but never a score; nan/inf parse as floats but poison a store.
-    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
-        raise ValueError(f"score {text!r} is not a number")
+# The store keeps float32: a larger finite score would become inf there.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _score(value: object) -> float:
+    """A score as the store keeps it: a finite number within float32's range."""
+    if isinstance(value, str):
+        word = value.strip(" ")
+        if word.lower().lstrip("+-") in ("nan", "inf", "infinity"):
+            raise ValueError(f"score {show(value)} is not finite")
+        if not DECIMAL.fullmatch(word):
+            raise ValueError(f"score {show(value)} is not a number")
+    elif isinstance(value, bool) or not isinstance(value, int | float):
+        # bool is an int to Python but never a score
+        raise ValueError(f"score {show(value)} is not a number")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"score {show(value)} is not finite")
     try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"score {text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise ValueError(f"score {text!r} is not finite")
-    return value
+        number = float(value)
+    except OverflowError:  # an int past float64's range
+        number = math.inf
+    if not abs(number) <= _FLOAT32_MAX:
+        raise ValueError(f"score {show(value)} is outside float32's range (the store keeps float32)")
+    return number
 
 
-def _parse_tsv(line: str, lineno: int) -> Row | None:
+def _parse_tsv(line: str, where: str, lineno: int) -> Row | None:
     fields = line.split("\t")
     if len(fields) != 3:
         raise ValueError(f"expected 3 tab-separated columns query_id, doc_id, score; got {len(fields)}")
     query_id, doc_id, score = fields
     if lineno == 1 and score.strip().lower() == "score":
         return None  # header
-    if not query_id or not doc_id:
-        raise ValueError("empty query_id or doc_id")
-    return query_id, doc_id, _score(score)
+    return check_id(query_id, "query_id", where), check_id(doc_id, "doc_id", where), _score(score)
 
 
-def _parse_trec(line: str, lineno: int) -> Row | None:
+def _parse_trec(line: str, where: str, lineno: int) -> Row | None:
     fields = line.split()
     if len(fields) != 6:
         raise ValueError(
             f"expected 6 whitespace-separated columns 'qid Q0 docid rank score tag'; got {len(fields)}"
         )
     query_id, _, doc_id, rank, score, _ = fields
-    if not rank.lstrip("-").isdigit():
+    if not re.fullmatch(r"-?[0-9]+", rank):
         raise ValueError(
-            f"rank {rank!r} (column 4) is not an integer; expected 'qid Q0 docid rank score tag'"
+            f"rank {show(rank)} (column 4) is not an integer; expected 'qid Q0 docid rank score tag'"
         )
-    return query_id, doc_id, _score(score)
+    return check_id(query_id, "qid", where), check_id(doc_id, "docid", where), _score(score)
 
 
-def _parse_jsonl(line: str, lineno: int) -> Row | None:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"malformed JSON ({e.msg} at column {e.colno})") from None
+def _parse_jsonl(line: str, where: str, lineno: int) -> Row | None:
+    record = parse_json_line(line, where, "malformed JSON")
     if not isinstance(record, dict):
         raise ValueError(
-            f'expected an object {{"query_id": ..., "doc_id": ..., "score": ...}}, got {record!r}'
+            f'expected an object {{"query_id": ..., "doc_id": ..., "score": ...}}, got {show(record)}'
         )
     missing = [k for k in ("query_id", "doc_id", "score") if k not in record]
     if missing:
         raise ValueError(
             f'missing field(s) {missing}; expected {{"query_id": ..., "doc_id": ..., "score": ...}}'
         )
-    return _id("query_id", record["query_id"]), _id("doc_id", record["doc_id"]), _score(record["score"])
-
-
-def _id(field: str, value: object) -> str:
     # Some corpora write numeric ids (MS MARCO qids); they name the same query as their string.
-    if isinstance(value, str) and value:
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    raise ValueError(f"{field} {value!r} is not a non-empty string or integer")
+    query_id = check_id(record["query_id"], "query_id", where)
+    return query_id, check_id(record["doc_id"], "doc_id", where), _score(record["score"])
 
 
-_PARSERS: dict[str, Callable[[str, int], Row | None]] = {
+_PARSERS: dict[str, Callable[[str, str, int], Row | None]] = {
     "jsonl": _parse_jsonl,
     "trec": _parse_trec,
     "tsv": _parse_tsv,

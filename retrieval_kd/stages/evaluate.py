@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from retrieval_kd.artifacts import building, mark, stage_fingerprint
 from retrieval_kd.distributed import all_agree, barrier, is_main
-from retrieval_kd.errors import RkdError
+from retrieval_kd.errors import DataError, RkdError
 from retrieval_kd.fingerprint import hash_json
-from retrieval_kd.io import read_json
+from retrieval_kd.io import read_json_object, show
 from retrieval_kd.progress import Progress
 from retrieval_kd.stages._common import StageResult, input_fingerprint
 
@@ -37,6 +38,26 @@ class EvalStage:
     batch_size: int = 32
     model: str | None = None
 
+    def check(self) -> None:
+        """Refuses settings that cannot give a right answer, before anything is loaded.
+
+        Raises:
+            RkdError: an unknown metric, a cutoff deeper than ``k``, ``k``, ``max_queries`` or
+                ``batch_size`` below 1.
+        """
+        from retrieval_kd.eval.metrics import parse_metric
+        from retrieval_kd.evaluation import check_depth
+
+        if not self.metrics:
+            raise RkdError(f"{self.name}: no metrics to evaluate")
+        check_depth([parse_metric(m) for m in self.metrics], self.k)
+        if self.max_queries is not None and self.max_queries < 1:
+            raise RkdError(
+                f"max_queries must be at least 1 (or unset for every query), got {self.max_queries}"
+            )
+        if self.batch_size < 1:
+            raise RkdError(f"batch_size must be at least 1, got {self.batch_size}")
+
     def fingerprint(self) -> str:
         return hash_json(
             {
@@ -57,16 +78,17 @@ def evaluate_stage(config: EvalStage, progress: Progress | None = None) -> Stage
         ``extra["metrics"]`` (metric → value) and, when it ran, ``extra["run"]``.
     """
     from retrieval_kd.data import load_dataset
-    from retrieval_kd.evaluation import evaluate_system
+    from retrieval_kd.evaluation import check_index_corpus, evaluate_system
     from retrieval_kd.indexes import load_index
     from retrieval_kd.students import open_student
 
+    config.check()
     fp = config.fingerprint()
     done = all_agree(lambda: stage_fingerprint(config.out) == fp)
     if not done and not is_main():
         barrier()  # rank 0 evaluates; the others read its metrics
     if done or not is_main():
-        metrics = read_json(config.out / "metrics.json")["metrics"]
+        metrics = read_metrics(config.out / "metrics.json")
         return StageResult("eval", config.out, fp, False, "", {"metrics": metrics})
     index = load_index(config.index)
     model = config.model or index.manifest.get("student_path")
@@ -75,6 +97,7 @@ def evaluate_stage(config: EvalStage, progress: Progress | None = None) -> Stage
             f"{config.index}: the index does not record its student; name the student to encode queries"
         )
     dataset = load_dataset(config.dataset)
+    check_index_corpus(index, dataset, config.index)
     # the query encoder is opened as the index recorded it (its kind and token limit)
     kind = index.manifest.get("student_kind")
     limit = index.manifest.get("student_max_seq_length")
@@ -108,6 +131,7 @@ def evaluate_stage(config: EvalStage, progress: Progress | None = None) -> Stage
                     "student_fingerprint": student.fingerprint(),
                     "index": str(config.index),
                     "metrics": result.metrics,
+                    "qrels_unmatched": result.coverage.counts(),
                 },
             )
             mark(tmp, "eval", fp)
@@ -121,3 +145,19 @@ def evaluate_stage(config: EvalStage, progress: Progress | None = None) -> Stage
         f"{config.name}: {summary}",
         {"metrics": result.metrics, "run": result.run},
     )
+
+
+def read_metrics(path: Path) -> dict[str, float]:
+    """The ``metrics`` of an evaluation's ``metrics.json``: metric name → finite number.
+
+    Raises:
+        DataError: the file is missing, not JSON, or its ``metrics`` are not such a mapping.
+    """
+    record = read_json_object(path)
+    metrics = record.get("metrics")
+    if not isinstance(metrics, dict) or not metrics:
+        raise DataError(f"{path}: expected 'metrics' to map metric names to numbers, got {show(metrics)}")
+    for name, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise DataError(f"{path}: metric {show(name)} is {show(value)}, not a finite number")
+    return {name: float(value) for name, value in metrics.items()}

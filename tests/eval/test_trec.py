@@ -55,3 +55,28 @@ def test_metrics_table_four_decimals() -> None:
     text = console.export_text()
     assert "0.6789" in text and "0.5000" in text and "0.7000" in text and "–" in text
     assert table.row_count == 2
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", ": no ranked documents (the file is empty)"),
+        (
+            b"q1 Q0 d1 1 0.5 t\nq1 Q0 d\xff 2 0.4 t\n",
+            ":2: not UTF-8 text (byte 0xff at column 8); rkd reads UTF-8 files",
+        ),
+        (b"q1 Q0 d1 1 1e999 t\n", ":1: score '1e999' is not a finite number"),
+        (b"q1 Q0 d1 1 nan t\n", ":1: rank must be an integer and score a number, got rank '1', score 'nan'"),
+        (
+            b"q1 Q0 d1 1_0 0.5 t\n",
+            ":1: rank must be an integer and score a number, got rank '1_0', score '0.5'",
+        ),
+        (b"q1 Q0 d1 1 0.5 t\nq1 Q0 d1 2 0.4 t\n", ":2: document 'd1' appears twice for query 'q1'"),
+    ],
+)
+def test_read_trec_refuses(tmp_path: Path, data: bytes, message: str) -> None:
+    path = tmp_path / "run.trec"
+    path.write_bytes(data)
+    with pytest.raises(DataError) as info:
+        read_trec(path)
+    assert str(info.value) == f"{path}{message}"

@@ -101,3 +101,83 @@ def test_malformed_line_names_file_and_line(tmp_path: Path, name: str, text: str
     with pytest.raises(DataError, match=message):
         import_scores(store, tmp_path / name)
     assert len(store) == 0  # the bad line came before any batch was full, so nothing was added
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("s.tsv", b"", "s.tsv: no scores (the file is empty or holds only a header)"),
+        (
+            "s.tsv",
+            b"query_id\tdoc_id\tscore\n\n",
+            "s.tsv: no scores (the file is empty or holds only a header)",
+        ),
+        ("s.jsonl", b"\n", "s.jsonl: no scores (the file is empty or holds only a header)"),
+        (
+            "s.tsv",
+            b"q1\td1\t1.0\nq\xe92\td1\t1\n",
+            "s.tsv:2: not UTF-8 text (byte 0xe9 at column 2); rkd reads UTF-8 files",
+        ),
+        (
+            "s.tsv",
+            b"q1\td 1\t1.0\n",
+            "s.tsv:1: doc_id 'd 1' contains whitespace; ids are non-empty strings without whitespace",
+        ),
+        (
+            "s.tsv",
+            b"q1\t\t1.0\n",
+            "s.tsv:1: doc_id '' is empty; ids are non-empty strings without whitespace",
+        ),
+        (
+            "s.tsv",
+            b"q1\td1\t1e39\n",
+            "s.tsv:1: score '1e39' is outside float32's range (the store keeps float32)",
+        ),
+        ("s.tsv", b"q1\td1\t1_0\n", "s.tsv:1: score '1_0' is not a number"),
+        ("s.tsv", b"q1\td1\t-inf\n", "s.tsv:1: score '-inf' is not finite"),
+        (
+            "s.tsv",
+            b"q1\td1\t" + b"9" * 5000 + b"\n",
+            "s.tsv:1: score '" + "9" * 56 + "... is outside float32's range (the store keeps float32)",
+        ),
+        (
+            "s.run",
+            b"q1 Q0 d1 \xd9\xa3 2.0 t\n",
+            "s.run:1: rank '٣' (column 4) is not an integer; expected 'qid Q0 docid rank score tag'",
+        ),
+        (
+            "s.jsonl",
+            b'{"query_id": null, "doc_id": "d", "score": 1}\n',
+            "s.jsonl:1: query_id None is not a string; ids are non-empty strings without whitespace",
+        ),
+        (
+            "s.jsonl",
+            b'{"query_id": "q\\ud800", "doc_id": "d", "score": 1}\n',
+            "s.jsonl:1: query_id 'q\\ud800' holds an unpaired surrogate escape (such as \\ud800); "
+            "ids are non-empty strings without whitespace",
+        ),
+        (
+            "s.jsonl",
+            b'{"query_id": "q", "doc_id": "d", "score": ' + b"9" * 400 + b"}\n",
+            "s.jsonl:1: a number with 400 digits (at most 100)",
+        ),
+        (
+            "s.jsonl",
+            b'{"query_id": "q", "doc_id": "d", "score": ' + b"9" * 80 + b"}\n",
+            "s.jsonl:1: score " + "9" * 57 + "... is outside float32's range (the store keeps float32)",
+        ),
+        (
+            "s.jsonl",
+            b'{"query_id": "q", "doc_id": "d", "score": NaN}\n',
+            "s.jsonl:1: score nan is not finite",
+        ),
+        ("s.jsonl", b"[" * 100_000 + b"\n", "s.jsonl:1: JSON nested too deeply"),
+    ],
+)
+def test_every_input_checked(tmp_path: Path, name: str, data: bytes, message: str) -> None:
+    (tmp_path / name).write_bytes(data)
+    store = ScoreStore.open(tmp_path / "store", FP)
+    with pytest.raises(DataError) as info:
+        import_scores(store, tmp_path / name)
+    assert str(info.value) == f"{tmp_path}/{message}"
+    assert len(store) == 0
