@@ -31,12 +31,18 @@ def _log_lines() -> None:
 
 @pytest.fixture
 def log_command() -> Iterator[str]:
+    # an earlier test that read a dataset left ir_datasets' real logger with its own handler:
+    # start from a pristine one, put it back afterwards
+    irds = logging.getLogger("ir_datasets")
+    saved = (irds.handlers, irds.propagate, irds.level)
+    irds.handlers, irds.propagate, irds.level = [], True, logging.NOTSET
     app.command("log-test", hidden=True)(_log_lines)
     try:
         yield "log-test"
     finally:
         app.registered_commands.pop()
         logging.getLogger("ir_datasets.rkd_test").handlers = []
+        irds.handlers, irds.propagate, irds.level = saved
 
 
 def test_info_hidden_by_default(log_command: str) -> None:
