@@ -98,7 +98,7 @@ def test_candidates_with_unknown_doc(tiny_beir: Path, tiny_model: Path, tmp_path
     assert not (tmp_path / "store").exists()
 
 
-def test_teacher_returning_nan(tiny_beir: Path, tmp_path: Path) -> None:
+def test_teacher_returning_nan(tiny_beir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cands = tmp_path / "cands"
     cands.mkdir()
     (cands / "candidates.jsonl").write_text(
@@ -107,7 +107,8 @@ def test_teacher_returning_nan(tiny_beir: Path, tmp_path: Path) -> None:
         )
         + "\n"
     )
-    TEACHERS.register("nan-test", "nan_teacher:NanTeacher")
+    # registered for this test only: later tests list the registry's names in their messages
+    monkeypatch.setitem(TEACHERS._entries, "nan-test", "nan_teacher:NanTeacher")
     out = fails(
         "score-teacher",
         "--candidates",
