@@ -37,6 +37,7 @@ from rich.console import Console
 from rich.table import Table
 
 from retrieval_kd.scores.store import SCHEMA, ScoreStore
+from retrieval_kd.testing import store_dict
 from retrieval_kd.types import Pair
 
 FINGERPRINT = "bench-teacher"
@@ -126,7 +127,7 @@ def run(args: argparse.Namespace, tmp: Path, console: Console) -> None:
     r_base = min(timed(pq_read)[0] for _ in range(3))
     r_dict, plain = min((timed(pq_read_dict) for _ in range(2)), key=lambda x: x[0])
     r_rkd, store = min((timed(rkd_load) for _ in range(2)), key=lambda x: x[0])
-    assert len(store) == n and store.scores() == plain
+    assert len(store) == n and store_dict(store) == plain
 
     # -- missing, lookup and get ---------------------------------------------------------------
     def rkd_missing() -> None:

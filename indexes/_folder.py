@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from retrieval_kd.errors import DataError
-from retrieval_kd.io import read_json
+from retrieval_kd.io import atomic_write, atomic_write_json, read_json
 
 FORMAT = "rkd-index/1"
 
@@ -30,3 +31,20 @@ def read_index_folder(path: Path, kind: str, data_file: str) -> tuple[dict[str, 
     if not isinstance(doc_ids, list):
         raise DataError(f"{path / 'doc_ids.json'}: expected a JSON list of document ids")
     return manifest, [str(d) for d in doc_ids]
+
+
+def write_index_folder(
+    path: Path,
+    data_file: str,
+    write: Callable[[IO[bytes]], object],
+    doc_ids: list[str],
+    manifest: dict[str, Any],
+) -> None:
+    """Writes an index folder: the kind's ``data_file`` (through ``write``), ``doc_ids.json``, then
+    ``manifest.json`` last, each atomically, so a folder with a manifest is whole."""
+    path.mkdir(parents=True, exist_ok=True)
+    # An old manifest beside a half-written new index would claim a complete folder.
+    (path / "manifest.json").unlink(missing_ok=True)
+    atomic_write(path / data_file, write)
+    atomic_write_json(path / "doc_ids.json", doc_ids)
+    atomic_write_json(path / "manifest.json", manifest)

@@ -15,7 +15,6 @@ import datetime as dt
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,8 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from retrieval_kd.errors import DataError, RkdError
-from retrieval_kd.indexes._folder import FORMAT, read_index_folder
-from retrieval_kd.io import atomic_write_json, fsync_dir
+from retrieval_kd.indexes._folder import FORMAT, read_index_folder, write_index_folder
 from retrieval_kd.types import Run
 
 if TYPE_CHECKING:
@@ -340,23 +338,14 @@ class FaissIndex:
         if self._index is None:
             raise RkdError("cannot save an empty faiss index: add documents first")
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        # An old manifest beside a half-written new index would claim a complete folder.
-        (path / "manifest.json").unlink(missing_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".index.faiss.", suffix=".tmp", dir=path)
-        os.close(fd)
-        try:
-            faiss.write_index(self._index, tmp)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, path / "index.faiss")
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        fsync_dir(path)
-        atomic_write_json(path / "doc_ids.json", self.doc_ids)
-        atomic_write_json(path / "manifest.json", self.manifest)
+        # faiss writes through a callback into rkd's atomic temp file (write, fsync, rename)
+        write_index_folder(
+            path,
+            "index.faiss",
+            lambda f: faiss.write_index(self._index, faiss.PyCallbackIOWriter(f.write)),  # type: ignore[attr-defined]
+            self.doc_ids,
+            self.manifest,
+        )
         self.path = path
 
     @classmethod

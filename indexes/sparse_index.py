@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from retrieval_kd.errors import DataError, RkdError
-from retrieval_kd.indexes._folder import FORMAT, read_index_folder
-from retrieval_kd.io import atomic_write, atomic_write_json
+from retrieval_kd.indexes._folder import FORMAT, read_index_folder, write_index_folder
 from retrieval_kd.types import Run
 
 if TYPE_CHECKING:
@@ -220,13 +219,10 @@ class SparseIndex:
         if not self.doc_ids:
             raise RkdError("cannot save an empty sparse index: add documents first")
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        # An old manifest beside a half-written new index would claim a complete folder.
-        (path / "manifest.json").unlink(missing_ok=True)
         matrix = self.matrix()
-        atomic_write(path / "docs.npz", lambda f: sp.save_npz(f, matrix, compressed=False))
-        atomic_write_json(path / "doc_ids.json", self.doc_ids)
-        atomic_write_json(path / "manifest.json", self.manifest)
+        write_index_folder(
+            path, "docs.npz", lambda f: sp.save_npz(f, matrix, compressed=False), self.doc_ids, self.manifest
+        )
         self.path = path
 
     @classmethod

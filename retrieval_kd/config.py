@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,7 +34,6 @@ else:  # pragma: no cover - Python 3.10
 
 __all__ = [
     "SECTIONS",
-    "TRAINER_ARGS_OWNED",
     "DataConfig",
     "EvalConfig",
     "IndexConfig",
@@ -44,7 +42,6 @@ __all__ = [
     "StudentConfig",
     "TeacherConfig",
     "TrainConfig",
-    "check_trainer_args",
     "config_from_dict",
     "load_config",
     "validate",
@@ -129,7 +126,7 @@ class StudentConfig(_Section):
 
 class TrainConfig(_Section):
     """``[train]``: the loss and the optimiser; ``[train.args]`` passes anything else through to
-    the Hugging Face ``TrainingArguments`` (see :func:`check_trainer_args`)."""
+    the Hugging Face ``TrainingArguments`` (see :func:`retrieval_kd.train.args.check_trainer_args`)."""
 
     loss: Name = "kl"
     loss_options: Options = Field(default_factory=dict)
@@ -379,53 +376,3 @@ def validate(config: RecipeConfig, path: Path | str) -> None:
             f"{path}: [mine].negatives: expected an integer >= [train].negatives "
             f"({train.negatives}), got {config.mine.negatives}"
         )
-
-
-# ---- [train.args]: the Hugging Face TrainingArguments passthrough -------------------------------
-
-#: TrainingArguments that rkd sets itself, and the setting a recipe uses instead.
-TRAINER_ARGS_OWNED: dict[str, str] = {
-    "output_dir": "the stage's output folder (--out)",
-    "per_device_train_batch_size": "[train].batch_size",
-    "learning_rate": "[train].lr",
-    "num_train_epochs": "[train].epochs",
-    "max_steps": "[train].max_steps",
-    "seed": "[train].seed",
-    "data_seed": "[train].seed",
-    "save_steps": "[train].save_steps",
-    "save_total_limit": "[train].save_total_limit",
-    "save_strategy": "[train].save_steps",
-    "warmup_steps": "[train].warmup",
-    "warmup_ratio": "[train].warmup",
-    "weight_decay": "[train].weight_decay",
-    "bf16": "[train].bf16",
-    "logging_steps": "rkd's own log (every step, train_log.jsonl)",
-    "report_to": "rkd's own log (train_log.jsonl)",
-    "disable_tqdm": "rkd's own progress display",
-    "use_cpu": "rkd's device choice (CUDA when present)",
-}
-
-
-def check_trainer_args(args: Mapping[str, Any], where: str) -> None:
-    """Refuses ``[train.args]`` keys that ``transformers.TrainingArguments`` does not have, or
-    that rkd sets itself (naming the rkd setting to use instead). Imports transformers.
-
-    Args:
-        args: the ``[train.args]`` table.
-        where: the config file (or other origin) that error messages start with.
-
-    Raises:
-        ConfigError: e.g. ``x.toml: [train.args].learning_rate: set by rkd; use [train].lr``.
-    """
-    import dataclasses
-
-    from transformers import TrainingArguments
-
-    fields = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
-    for key in args:
-        if key in TRAINER_ARGS_OWNED:
-            raise ConfigError(f"{where}: [train.args].{key}: set by rkd; use {TRAINER_ARGS_OWNED[key]}")
-        if key not in fields:
-            near = difflib.get_close_matches(key, sorted(fields), n=3)
-            hint = f"; close matches: {near}" if near else ""
-            raise ConfigError(f"{where}: [train.args].{key}: not a TrainingArguments field{hint}")

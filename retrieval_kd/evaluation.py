@@ -11,14 +11,12 @@ import re
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from retrieval_kd.data.base import Dataset, QrelsCoverage
 from retrieval_kd.errors import RkdError
-from retrieval_kd.io import atomic_write_json
 from retrieval_kd.progress import Progress
 from retrieval_kd.protocols import Encoder, Index, Reranker, Student
 from retrieval_kd.types import Qrels, Run
@@ -159,7 +157,6 @@ def evaluate_system(
     dataset: Dataset,
     metrics: tuple[str, ...],
     k: int,
-    out: Path | None,
     index: Index | None = None,
     first_stage: Run | None = None,
     max_queries: int | None = None,
@@ -168,14 +165,13 @@ def evaluate_system(
     index_kind: str | None = None,
     index_options: Mapping[str, Any] | None = None,
 ) -> EvalResult:
-    """Evaluates ``student`` on ``dataset`` and writes ``run.trec`` and ``metrics.json`` to ``out``.
+    """Evaluates ``student`` on ``dataset`` (the eval stage writes what it returns to disk).
 
     An encoder searches ``index`` (which must have been built by it) or, without one, a fresh
     index of the corpus (``index_kind``/``index_options``); a reranker reorders ``first_stage``.
     """
     from retrieval_kd.api import Retriever
     from retrieval_kd.eval.metrics import evaluate
-    from retrieval_kd.eval.trec import write_trec
     from retrieval_kd.indexing import build_index
 
     check_depth(metrics, k)
@@ -194,18 +190,4 @@ def evaluate_system(
         raise RkdError(f"{name}: student role {student.role!r} is neither 'encoder' nor 'reranker'")
     qrels, coverage = judged_qrels(dataset, queries)
     scores = evaluate(qrels, run, metrics)
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        write_trec(run, out / "run.trec", tag=name)
-        atomic_write_json(
-            out / "metrics.json",
-            {
-                "name": name,
-                "dataset": dataset.id,
-                "queries": len(run),
-                "student_fingerprint": student.fingerprint(),
-                "metrics": scores,
-                "qrels_unmatched": coverage.counts(),
-            },
-        )
     return EvalResult(name, scores, run, index, coverage)

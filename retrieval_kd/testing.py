@@ -3,6 +3,7 @@
 - :class:`FakeTeacher`: a teacher from a function of (query, passage).
 - :class:`FakeIndex`: an index from a dict of precomputed runs.
 - :class:`FakeEncoder`: an encoder student from hashed word counts (no model).
+- :func:`store_dict`: a small score store as a dict, for assertions.
 - :func:`tiny_bert_folder`: a seeded 2-layer BERT with a vocabulary built from given texts,
   saved as a sentence-transformers folder: a real model that loads in a second, offline.
 """
@@ -177,3 +178,13 @@ def tiny_cross_encoder_folder(path: Path, bert_folder: Path, seed: int = 0) -> P
     ce = CrossEncoder(str(bert_folder.parent / "hf"), num_labels=1, device="cpu", max_length=64)
     ce.save(str(path))
     return path
+
+
+def store_dict(store: Any) -> dict[tuple[str, ...], float]:
+    """Every value of a small score store as a dict ``{(query_id, doc_id[, doc_b]): value}``, for
+    assertions in tests (the store itself never builds a dict of every pair)."""
+    table = store.to_table()
+    keys = [name for name in table.column_names if name not in ("score", "value")]
+    value = "score" if "score" in table.column_names else "value"
+    rows = zip(*(table.column(k).to_pylist() for k in keys), strict=True)
+    return dict(zip(rows, table.column(value).to_pylist(), strict=True))

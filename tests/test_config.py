@@ -10,10 +10,10 @@ from retrieval_kd.config import (
     EvalConfig,
     RecipeConfig,
     TrainConfig,
-    check_trainer_args,
     load_config,
 )
 from retrieval_kd.errors import ConfigError, RkdError
+from retrieval_kd.train.args import check_trainer_args
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

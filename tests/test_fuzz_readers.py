@@ -43,6 +43,7 @@ from retrieval_kd.eval.trec import read_trec
 from retrieval_kd.io import read_json
 from retrieval_kd.scores.importers import import_scores
 from retrieval_kd.scores.store import ScoreStore
+from retrieval_kd.testing import store_dict
 
 EXAMPLES = int(os.environ.get("RKD_FUZZ_EXAMPLES", "200"))
 SEED = os.environ.get("RKD_FUZZ_SEED")
@@ -166,7 +167,7 @@ def _scores(name: str) -> Callable[[Path], None]:
         with ScoreStore.open(root / "store", "fuzz-teacher") as store:
             n = import_scores(store, root / name)
         assert n > 0
-        scores = ScoreStore.load(root / "store").scores()
+        scores = store_dict(ScoreStore.load(root / "store"))
         assert all(_good_id(q) and _good_id(d) for q, d in scores)
         assert all(math.isfinite(v) for v in scores.values())
 

@@ -281,12 +281,6 @@ class ScoreStore:
             return self.lookup([Pair(query_id, d) for d in doc_ids])  # raises, naming the pair
         return np.asarray(view.values[rows], dtype=np.float32)
 
-    def scores(self) -> dict[tuple[str, ...], float]:
-        """Every value as a Python dict: for tests and small stores only (memory per pair)."""
-        table = self.to_table()
-        keys = zip(*(table.column(k).to_pylist() for k in self._kind.keys), strict=True)
-        return dict(zip(keys, table.column(self._kind.value).to_pylist(), strict=True))
-
     def __len__(self) -> int:
         return len(self._view())
 

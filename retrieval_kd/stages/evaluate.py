@@ -110,7 +110,6 @@ def evaluate_stage(config: EvalStage, progress: Progress | None = None) -> Stage
         dataset,
         config.metrics,
         config.k,
-        None,
         index=index,
         max_queries=config.max_queries,
         batch_size=config.batch_size,

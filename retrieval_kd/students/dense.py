@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,10 +11,9 @@ import torch
 from torch import Tensor
 
 from retrieval_kd.errors import RkdError
-from retrieval_kd.io import atomic_write_json
 from retrieval_kd.models import pick_device, resolve_model
 from retrieval_kd.protocols import TrainingScores
-from retrieval_kd.students._forward import group_scores
+from retrieval_kd.students._shared import group_scores, read_meta, save_student, weights_hash
 
 
 def truncate_layers(model: Any, num_layers: int) -> None:
@@ -87,25 +85,21 @@ class DenseStudent:
 
     @classmethod
     def load(cls, path: Path, device: str = "auto") -> DenseStudent:
-        import json
 
         from sentence_transformers import SentenceTransformer
 
         if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
             raise RkdError(f"{path}: not a sentence-transformers model folder (no modules.json)")
-        meta = json.loads((path / "rkd.json").read_text()) if (path / "rkd.json").is_file() else {}
+        meta = read_meta(path)
         return cls(SentenceTransformer(str(path), device=pick_device(device)), meta.get("provenance"))
 
     def fingerprint(self) -> str:
         """Hash of the weights and encoding settings: equal fingerprints give equal vectors."""
         if self._fingerprint is None:
-            h = hashlib.sha256()
-            for name, tensor in self.model.state_dict().items():
-                h.update(name.encode())
-                h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-            h.update(f"max_seq_length={self.model.max_seq_length}".encode())
-            h.update(str([type(m).__name__ for m in self.model]).encode())
-            self._fingerprint = h.hexdigest()[:16]
+            settings = f"max_seq_length={self.model.max_seq_length}" + str(
+                [type(m).__name__ for m in self.model]
+            )
+            self._fingerprint = weights_hash(self.model, settings.encode())
         return self._fingerprint
 
     def weights_changed(self) -> None:
@@ -151,22 +145,8 @@ class DenseStudent:
         return SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
     def save(self, path: Path, provenance: dict[str, Any] | None = None) -> None:
-        """Writes the sentence-transformers folder, then ``rkd.json`` last (its presence marks a
-        complete save)."""
-        from retrieval_kd import __version__
-
-        meta_provenance = {**self.provenance, **(provenance or {})}
-        self.model.save(str(path))
-        atomic_write_json(
-            path / "rkd.json",
-            {
-                "kind": self.kind,
-                "rkd_version": __version__,
-                "student_fingerprint": self.fingerprint(),
-                "provenance": meta_provenance,
-            },
-        )
-        self.provenance = meta_provenance
+        """A plain sentence-transformers folder, then ``rkd.json`` (its presence marks a complete save)."""
+        save_student(self, path, provenance)
 
 
 def score_matrix(q: Tensor, d: Tensor, similarity: str) -> Tensor:

@@ -14,7 +14,6 @@ References:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections import deque
@@ -28,10 +27,9 @@ import torch
 from torch import Tensor, nn
 
 from retrieval_kd.errors import RkdError
-from retrieval_kd.io import atomic_write_json
 from retrieval_kd.models import pick_device, resolve_model
 from retrieval_kd.protocols import TrainingScores
-from retrieval_kd.students._forward import group_scores
+from retrieval_kd.students._shared import group_scores, read_meta, save_student, weights_hash
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
@@ -224,7 +222,7 @@ class SpladeStudent:
         path = Path(path)
         if not (path / "modules.json").is_file():
             raise RkdError(f"{path}: not a sentence-transformers SparseEncoder folder (no modules.json)")
-        meta = json.loads((path / "rkd.json").read_text()) if (path / "rkd.json").is_file() else {}
+        meta = read_meta(path)
         encoder = SparseEncoder(str(path), device=pick_device(device))
         _require_splade(encoder, str(path))
         return cls(encoder, meta.get("provenance"), **dict(meta.get("options") or {}))
@@ -242,10 +240,6 @@ class SpladeStudent:
         """Hash of the weights and encoding settings: equal fingerprints give equal vectors (the
         FLOPS weights change training, not encoding, so they are left out)."""
         if self._fingerprint is None:
-            h = hashlib.sha256()
-            for name, tensor in self.model.state_dict().items():
-                h.update(name.encode())
-                h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
             modules = []
             for module in self.model:
                 config = dict(module.get_config_dict()) if hasattr(module, "get_config_dict") else {}
@@ -256,8 +250,9 @@ class SpladeStudent:
                 "max_seq_length": self.model.max_seq_length,
                 "max_active_dims": self.model.max_active_dims,
             }
-            h.update(json.dumps(settings, sort_keys=True, default=str).encode())
-            self._fingerprint = h.hexdigest()[:16]
+            self._fingerprint = weights_hash(
+                self.model, json.dumps(settings, sort_keys=True, default=str).encode()
+            )
         return self._fingerprint
 
     def weights_changed(self) -> None:
@@ -374,25 +369,12 @@ class SpladeStudent:
     # -- persistence ---------------------------------------------------------------------------
 
     def save(self, path: Path, provenance: dict[str, Any] | None = None) -> None:
-        """Writes the SparseEncoder folder, then ``rkd.json`` last (its presence marks a complete
-        save); the active-term counts of the last training go into its provenance."""
-        from retrieval_kd import __version__
-
-        meta_provenance = {**self.provenance, **(provenance or {})}
+        """A plain SparseEncoder folder, then ``rkd.json`` last; the active-term counts of the last
+        training go into its provenance."""
+        extra = dict(provenance or {})
         if self.active_terms.batches:
-            meta_provenance["active_terms"] = self.active_terms.summary()
-        self.model.save(str(path))
-        atomic_write_json(
-            Path(path) / "rkd.json",
-            {
-                "kind": self.kind,
-                "rkd_version": __version__,
-                "student_fingerprint": self.fingerprint(),
-                "options": self.options(),
-                "provenance": meta_provenance,
-            },
-        )
-        self.provenance = meta_provenance
+            extra["active_terms"] = self.active_terms.summary()
+        save_student(self, path, extra, options=self.options())
 
 
 def _require_splade(encoder: Any, source: str) -> None:

@@ -7,6 +7,7 @@ import pytest
 from retrieval_kd.errors import DataError, RkdError
 from retrieval_kd.scores.importers import FORMATS, import_scores
 from retrieval_kd.scores.store import ScoreStore
+from retrieval_kd.testing import store_dict
 
 FP = "fake-teacher-v1"
 EXPECTED = {("q1", "d1"): 12.5, ("q1", "d2"): -0.25, ("q2", "d1"): 3.0}
@@ -19,7 +20,7 @@ def imported(tmp_path: Path, name: str, text: str, fmt: str | None = None) -> di
     store = ScoreStore.open(tmp_path / "store", FP)
     assert import_scores(store, path, fmt) == len(store) == 3
     store.close()
-    return ScoreStore.load(tmp_path / "store").scores()  # read back from disk, not the cache
+    return store_dict(ScoreStore.load(tmp_path / "store"))  # read back from disk, not the cache
 
 
 def test_tsv_with_and_without_header(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import pytest
 from retrieval_kd.errors import RkdError
 from retrieval_kd.scores.scoring import score_pairs
 from retrieval_kd.scores.store import ScoreStore
+from retrieval_kd.testing import store_dict
 from retrieval_kd.types import Pair
 
 FP = "fake-teacher-v1"
@@ -64,7 +65,7 @@ def test_add_then_get_returns_exact_scores(tmp_path: Path) -> None:
 
     assert store.get("q1", ["d2", "d1"]).tolist() == [-2.25, 1.5]
     assert store.get("q1", ["d2"]).dtype == np.float32
-    assert store.scores() == {("q1", "d1"): 1.5, ("q1", "d2"): -2.25, ("q2", "d1"): 3.0}
+    assert store_dict(store) == {("q1", "d1"): 1.5, ("q1", "d2"): -2.25, ("q2", "d1"): 3.0}
     assert len(store) == 3
     assert store.manifest["teacher"] == {"name": "fake"}
     assert store.manifest["teacher_fingerprint"] == FP
@@ -106,10 +107,10 @@ def test_reopen_sees_all_earlier_parts(tmp_path: Path) -> None:
         store.add([Pair("q1", "d1")], np.array([0.5]))
         store.add([Pair("q2", "d2")], np.array([0.75]))
     reopened = ScoreStore.open(tmp_path, FP)
-    assert reopened.scores() == {("q1", "d1"): 0.5, ("q2", "d2"): 0.75}
+    assert store_dict(reopened) == {("q1", "d1"): 0.5, ("q2", "d2"): 0.75}
     reopened.add([Pair("q3", "d3")], np.array([1.0]))  # numbering continues after the earlier parts
     assert parts(reopened.path) == ["part-0-000001.parquet", "part-0-000002.parquet", "part-0-000003.parquet"]
-    assert ScoreStore.load(tmp_path, FP).scores() == {
+    assert store_dict(ScoreStore.load(tmp_path, FP)) == {
         ("q1", "d1"): 0.5,
         ("q2", "d2"): 0.75,
         ("q3", "d3"): 1.0,
@@ -143,7 +144,7 @@ def test_recovery_adopts_a_renamed_but_unjournaled_part_and_removes_temp_files(t
     (folder / ".part-other-000001.parquet.abc123.tmp").write_bytes(b"another writer, in flight")
 
     store = ScoreStore.open(tmp_path, FP)
-    assert store.scores() == {("q1", "d1"): 1.0, ("q2", "d2"): 2.0}
+    assert store_dict(store) == {("q1", "d1"): 1.0, ("q2", "d2"): 2.0}
     lines = [json.loads(line) for line in journal.read_text().splitlines()]
     assert lines[0] == {"format": "rkd-score-journal/2", "writer": "0"}
     assert [e["file"] for e in lines[1:]] == parts(folder)
@@ -216,7 +217,7 @@ def test_score_pairs_scores_every_pair_once(tmp_path: Path) -> None:
         == 35
     )
     assert seen == [4] * 8 + [3] and teacher.calls == 9
-    assert store.scores() == {(q, d): expected(q, d) for q, d in PAIRS}
+    assert store_dict(store) == {(q, d): expected(q, d) for q, d in PAIRS}
     assert score_pairs(store, teacher, PAIRS, QUERIES, DOCS, batch_size=4) == 0  # nothing left to do
     assert teacher.calls == 9
 
@@ -298,7 +299,7 @@ def test_teacher_nan_raises_and_stores_nothing_of_that_batch(tmp_path: Path) -> 
     with pytest.raises(RkdError, match=r"teacher 'fake-teacher-v1' .* non-finite score nan .*'q1', doc 'd1'"):
         score_pairs(store, NaNTeacher(), PAIRS, QUERIES, DOCS, batch_size=4)
     assert parts(store.path) == ["part-0-000001.parquet"]
-    assert sorted(ScoreStore.load(tmp_path).scores()) == [
+    assert sorted(store_dict(ScoreStore.load(tmp_path))) == [
         ("q0", "d0"),
         ("q0", "d1"),
         ("q1", "d0"),

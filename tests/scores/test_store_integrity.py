@@ -14,6 +14,7 @@ import pytest
 
 from retrieval_kd.errors import DataError, RkdError
 from retrieval_kd.scores.store import ScoreStore
+from retrieval_kd.testing import store_dict
 from retrieval_kd.types import Pair
 
 FP = "fake-teacher-v1"
@@ -208,6 +209,6 @@ def test_a_format_1_store_reads_and_upgrades_on_open(tmp_path: Path) -> None:
     assert len(ScoreStore.load(tmp_path)) == 12
     ScoreStore.open(tmp_path, FP).close()
     assert not (folder / "parts-0.json").exists()
-    assert ScoreStore.load(tmp_path).scores() == {
+    assert store_dict(ScoreStore.load(tmp_path)) == {
         p: float(s) for b in BATCHES for p, s in zip(b, scores(b), strict=True)
     }

@@ -12,6 +12,7 @@ from retrieval_kd.errors import RkdError
 from retrieval_kd.scores import merged
 from retrieval_kd.scores.parts import KINDS
 from retrieval_kd.scores.store import ScoreStore
+from retrieval_kd.testing import store_dict
 from retrieval_kd.types import Judgement, Pair
 
 FP = "fake-teacher-v1"
@@ -58,7 +59,7 @@ def test_to_table_len_and_lookup_equal_a_brute_force_dict(
     root, expected = filled
     store = ScoreStore.load(root)
     assert 1500 < len(store) == len(expected) < 3000  # the fixture really repeats pairs
-    assert store.scores() == expected
+    assert store_dict(store) == expected
     table = store.to_table()
     assert table.column_names == ["query_id", "doc_id", "score"]
     keys = sorted(expected)
