@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from retrieval_kd.errors import DataError
+from retrieval_kd.errors import DataError, RkdError
 from retrieval_kd.io import atomic_write, atomic_write_json, read_json
 
 FORMAT = "rkd-index/1"
@@ -48,3 +48,19 @@ def write_index_folder(
     atomic_write(path / data_file, write)
     atomic_write_json(path / "doc_ids.json", doc_ids)
     atomic_write_json(path / "manifest.json", manifest)
+
+
+def check_encoder(manifest: dict[str, Any], path: Path | None, student_fingerprint: str) -> None:
+    """Refuses queries from another student than the one whose fingerprint ``manifest`` records.
+
+    Raises:
+        RkdError: naming the index folder and both fingerprints.
+    """
+    built_with = manifest.get("student_fingerprint") or ""
+    if built_with and student_fingerprint != built_with:
+        where = path if path is not None else "(in memory)"
+        raise RkdError(
+            f"index {where} was built with student {built_with}; these queries come from "
+            f"{student_fingerprint or '(no fingerprint)'}: encode queries with the same student, "
+            "or rebuild the index with `rkd index`"
+        )

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from retrieval_kd.errors import DataError, RkdError
-from retrieval_kd.indexes._folder import FORMAT, read_index_folder, write_index_folder
+from retrieval_kd.indexes._folder import FORMAT, check_encoder, read_index_folder, write_index_folder
 from retrieval_kd.types import Run
 
 if TYPE_CHECKING:
@@ -321,14 +321,7 @@ class FaissIndex:
 
     def check_encoder(self, student_fingerprint: str) -> None:
         """Refuses queries encoded by a different student than the documents were."""
-        built_with = self.manifest.get("student_fingerprint") or ""
-        if built_with and student_fingerprint != built_with:
-            where = self.path if self.path is not None else "(in memory)"
-            raise RkdError(
-                f"index {where} was built with student {built_with}; these queries come from "
-                f"{student_fingerprint or '(no fingerprint)'}: encode queries with the same student, "
-                "or rebuild the index with `rkd index`"
-            )
+        check_encoder(self.manifest, self.path, student_fingerprint)
 
     def save(self, path: Path) -> None:
         """Writes the folder; the manifest goes last, so its presence means the folder is whole."""

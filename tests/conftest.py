@@ -83,3 +83,42 @@ def irds_home() -> Path:
     if not (home / "beir" / "scifact" / "source.zip").is_file():
         pytest.fail(f"shared data missing: expected {SHARED / 'ir_datasets'} beside the repo")
     return home
+
+
+def write_tiny_recipe(path: Path, tiny_beir: Path, model: Path, loss: str = "kl") -> Path:
+    """The tiny recipe the CLI and stage tests run: a bi-encoder teacher, 4 mined negatives, a
+    1-layer student trained 3 epochs on the tiny fixture."""
+    path.write_text(
+        f"""
+name = "tiny"
+[data]
+train = "{tiny_beir}:train"
+eval = "{tiny_beir}:test"
+[teacher]
+kind = "bi-encoder"
+model = "{model}"
+[mine]
+negatives = 4
+[student]
+model = "{model}"
+num_layers = 1
+[train]
+loss = "{loss}"
+loss_options = {{ student_temperature = 0.05 }}
+negatives = 3
+epochs = 3
+batch_size = 4
+lr = 3e-3
+warmup = 0.0
+[eval]
+metrics = ["ndcg@10", "recall@10", "mrr@10"]
+k = 10
+"""
+    )
+    return path
+
+
+@pytest.fixture
+def tiny_recipe(tmp_path: Path, tiny_beir: Path, tiny_model: Path) -> Path:
+    """:func:`write_tiny_recipe` at ``tmp_path / "r.toml"``."""
+    return write_tiny_recipe(tmp_path / "r.toml", tiny_beir, tiny_model)

@@ -30,37 +30,6 @@ def invoke(*args: str) -> str:
     return result.output
 
 
-def recipe(path: Path, tiny_beir: Path, model: Path, loss: str = "kl") -> Path:
-    path.write_text(
-        f"""
-name = "tiny"
-[data]
-train = "{tiny_beir}:train"
-eval = "{tiny_beir}:test"
-[teacher]
-kind = "bi-encoder"
-model = "{model}"
-[mine]
-negatives = 4
-[student]
-model = "{model}"
-num_layers = 1
-[train]
-loss = "{loss}"
-loss_options = {{ student_temperature = 0.05 }}
-negatives = 3
-epochs = 3
-batch_size = 4
-lr = 3e-3
-warmup = 0.0
-[eval]
-metrics = ["ndcg@10", "recall@10", "mrr@10"]
-k = 10
-"""
-    )
-    return path
-
-
 # nDCG@10 of the untrained seeded tiny model (seed 0) on the tiny fixture test split
 GOLDEN_TINY_NDCG10 = 0.375
 
@@ -82,7 +51,7 @@ def ndcg_at_10(run_lines: list[str], qrels: dict[str, dict[str, int]]) -> float:
     return sum(values) / len(values)
 
 
-def test_cli_loop(tiny_beir: Path, tiny_model: Path, tmp_path: Path) -> None:
+def test_cli_loop(tiny_beir: Path, tiny_model: Path, tmp_path: Path, tiny_recipe: Path) -> None:
     train_ds, test_ds = f"{tiny_beir}:train", f"{tiny_beir}:test"
     out = invoke(
         "mine",
@@ -131,7 +100,7 @@ def test_cli_loop(tiny_beir: Path, tiny_model: Path, tmp_path: Path) -> None:
     )[0]
     assert scores[(q, d)] == pytest.approx(float(logit), abs=1e-5)
 
-    cfg = recipe(tmp_path / "r.toml", tiny_beir, tiny_model)
+    cfg = tiny_recipe
     out = invoke(
         "train",
         str(cfg),
@@ -191,8 +160,8 @@ def test_cli_loop(tiny_beir: Path, tiny_model: Path, tmp_path: Path) -> None:
     assert f"{ndcg:.4f}" in out
 
 
-def test_run_recipe_and_skip(tiny_beir: Path, tiny_model: Path, tmp_path: Path) -> None:
-    cfg = recipe(tmp_path / "r.toml", tiny_beir, tiny_model)
+def test_run_recipe_and_skip(tiny_beir: Path, tiny_model: Path, tmp_path: Path, tiny_recipe: Path) -> None:
+    cfg = tiny_recipe
     out = invoke("run", str(cfg), "--out", str(tmp_path / "run"))
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert set(report["metrics"]) == {"teacher", "student_before", "student_after"}

@@ -9,32 +9,6 @@ from typing import Any
 from retrieval_kd.config import RecipeConfig, load_config
 from retrieval_kd.pipeline import run_recipe
 
-RECIPE = """
-name = "tiny"
-[data]
-train = "{beir}:train"
-eval = "{beir}:test"
-[teacher]
-kind = "bi-encoder"
-model = "{model}"
-[mine]
-negatives = 4
-[student]
-model = "{model}"
-num_layers = 1
-[train]
-loss = "kl"
-loss_options = {{ student_temperature = 0.05 }}
-negatives = 3
-epochs = 2
-batch_size = 4
-lr = 3e-3
-warmup = 0.0
-[eval]
-metrics = ["ndcg@10", "recall@10"]
-k = 10
-"""
-
 STAGES = {
     "mine",
     "score",
@@ -73,10 +47,8 @@ CHANGES: list[tuple[str, dict[str, Any], set[str]]] = [
 ]
 
 
-def test_each_change_reruns_exactly_downstream(tiny_beir: Path, tiny_model: Path, tmp_path: Path) -> None:
-    path = tmp_path / "r.toml"
-    path.write_text(RECIPE.format(beir=tiny_beir, model=tiny_model))
-    config = load_config(path)
+def test_each_change_reruns_exactly_downstream(tiny_recipe: Path, tmp_path: Path) -> None:
+    config = load_config(tiny_recipe)
     out = tmp_path / "run"
     assert reran(config, out) == STAGES
     assert reran(config, out) == set()  # unchanged: every stage, index and eval included, up to date
