@@ -22,6 +22,9 @@ INDEXES: Registry[IndexClass] = Registry(
     {
         "faiss": "retrieval_kd.indexes.faiss_index:FaissIndex",
         "sparse": "retrieval_kd.indexes.sparse_index:SparseIndex",
+        "lucene-bm25": "retrieval_kd.indexes.lucene_bm25:LuceneBM25Index",
+        "lucene-impact": "retrieval_kd.indexes.lucene_impact:LuceneImpactIndex",
+        "seismic": "retrieval_kd.indexes.seismic_index:SeismicIndex",
     },
 )
 

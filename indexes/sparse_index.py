@@ -12,6 +12,7 @@ On disk an index is a folder: ``docs.npz`` (``scipy.sparse.save_npz``), ``doc_id
 from __future__ import annotations
 
 import datetime as dt
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,21 @@ def as_csr(reps: Any, noun: str) -> sp.csr_matrix:
     out.sum_duplicates()
     out.eliminate_zeros()
     return out
+
+
+def check_shape(matrix: sp.csr_matrix, dim: int, n: int, noun: str) -> None:
+    """Refuses ``n`` ids with another number of vectors, or vectors of another width than ``dim``.
+
+    Raises:
+        RkdError: naming both shapes (a dimension mismatch means another encoder).
+    """
+    if matrix.shape[1] != dim:
+        raise RkdError(
+            f"{noun} vectors have shape {tuple(matrix.shape)}; this index needs [N, {dim}] "
+            "(dimension mismatch: were they encoded by the same student?)"
+        )
+    if matrix.shape[0] != n:
+        raise RkdError(f"{n} {noun} ids but {matrix.shape[0]} {noun} vectors")
 
 
 def top_k(cols: np.ndarray, scores: np.ndarray, k: int, rank: np.ndarray) -> np.ndarray:
@@ -127,13 +143,7 @@ class SparseIndex:
         if self.dim == 0 and matrix.shape[1] > 0 and noun == "document":
             self.dim = int(matrix.shape[1])
             self.manifest["dim"] = self.dim
-        if matrix.shape[1] != self.dim:
-            raise RkdError(
-                f"{noun} vectors have shape {tuple(matrix.shape)}; this index needs [N, {self.dim}] "
-                "(dimension mismatch: were they encoded by the same student?)"
-            )
-        if matrix.shape[0] != n:
-            raise RkdError(f"{n} {noun} ids but {matrix.shape[0]} {noun} vectors")
+        check_shape(matrix, self.dim, n, noun)
         return matrix
 
     def add(self, doc_ids: Sequence[str], reps: Any) -> None:
@@ -228,7 +238,7 @@ class SparseIndex:
         docs_file = path / "docs.npz"
         try:
             matrix = sp.csr_matrix(sp.load_npz(docs_file), dtype=np.float32)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:  # npz is a zip (CRC-checked)
             raise DataError(f"{docs_file}: unreadable sparse matrix ({e})") from None
         if matrix.shape[0] != len(doc_ids) or manifest.get("count") != len(doc_ids):
             raise DataError(

@@ -89,6 +89,9 @@ class DataConfig(_Section):
 
     train: Name = "beir/scifact/train"
     eval: Name = "beir/scifact/test"
+    # hold out this fraction of the judged train queries as a dev split (rkd run --eval-on dev):
+    # training never sees them; a recipe is tuned on them and reads [data].eval once
+    dev: Annotated[float, Field(ge=0, lt=1)] = 0.0
 
 
 class TeacherConfig(_Section):
@@ -140,6 +143,7 @@ class TrainConfig(_Section):
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 42
     max_steps: int = -1  # -1: as many as the epochs make
     bf16: bool = False
+    deterministic: bool = True  # torch's deterministic kernels (a GPU run is slower with them)
     max_queries: PositiveInt | None = None  # train on the first N queries only (smoke runs)
     save_steps: PositiveInt = 200  # checkpoint every N steps
     save_total_limit: PositiveInt | None = 2
@@ -251,6 +255,8 @@ def _expected(error: Any, section: type[BaseModel], field: str) -> str:
         return f"{_kind(section, field)} >= {_num(ctx['ge'])}"
     if kind == "greater_than":
         return f"{_kind(section, field)} > {_num(ctx['gt'])}"
+    if kind == "less_than":
+        return f"{_kind(section, field)} < {_num(ctx['lt'])}"
     if kind == "less_than_equal":
         return f"{_kind(section, field)} <= {_num(ctx['le'])}"
     if kind == "finite_number":

@@ -9,12 +9,13 @@ nothing, so changing one setting reruns exactly the stages downstream of it.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from retrieval_kd.config import RecipeConfig
+from retrieval_kd.data.carve import carve_spec
+from retrieval_kd.determinism import host, set_threads
 from retrieval_kd.distributed import barrier, is_main
 from retrieval_kd.errors import ConfigError
 from retrieval_kd.io import atomic_write_json
@@ -42,8 +43,12 @@ SYSTEMS = ("teacher", "student_before", "student_after")
 
 def retriever_model(config: RecipeConfig) -> str:
     """The first-stage retriever that mines candidates (and is the "teacher" row)."""
+    from retrieval_kd.students import needs_model
+
     if config.mine.model:
         return config.mine.model
+    if not needs_model(config.mine.kind):
+        return config.mine.kind  # a retriever without weights: [mine] kind = "bm25"
     if config.teacher.kind == "bi-encoder":
         return config.teacher.model
     raise ConfigError(f"{config.source}: [mine].model is required when the teacher is not a bi-encoder")
@@ -54,14 +59,37 @@ def run_recipe(
     out: Path,
     progress: Progress | None = None,
     say: Callable[[str], None] = log.info,
+    eval_on: str = "test",
 ) -> dict[str, Any]:
     """All stages in order, then ``report.json``: the three systems' metrics and the
     student/teacher ratio of each metric.
+
+    Args:
+        eval_on: ``"test"``: evaluate on ``[data].eval``; ``"dev"``: on the dev split carved from
+            ``[data].train`` by ``[data].dev`` (the split to tune on), into ``eval-dev/`` and
+            ``report-dev.json``. Training never sees the dev queries either way.
 
     Returns:
         The report, with ``"stages"``: each stage's name → whether it ran.
     """
     c = config
+    set_threads()
+    train_data = carve_spec(c.data.train, "train", c.data.dev)
+    if eval_on == "test":
+        eval_data, eval_dir, report_name = c.data.eval, out / "eval", "report.json"
+    elif eval_on == "dev":
+        if not c.data.dev:
+            raise ConfigError(
+                f"{c.source}: evaluating on dev needs [data].dev, "
+                "the fraction of train queries to hold out (e.g. 0.2)"
+            )
+        eval_data, eval_dir, report_name = (
+            carve_spec(c.data.train, "dev", c.data.dev),
+            out / "eval-dev",
+            "report-dev.json",
+        )
+    else:
+        raise ConfigError(f"evaluate on {eval_on!r}? choose from ['dev', 'test']")
     out.mkdir(parents=True, exist_ok=True)
     ran: dict[str, bool] = {}
 
@@ -76,7 +104,7 @@ def run_recipe(
         "mine",
         mine_stage(
             MineStage(
-                dataset=c.data.train,
+                dataset=train_data,
                 model=retriever,
                 out=out / "mine",
                 kind=c.mine.kind,
@@ -93,7 +121,7 @@ def run_recipe(
         score_stage(
             ScoreStage(
                 candidates=mined.path,
-                dataset=c.data.train,
+                dataset=train_data,
                 teacher=c.teacher.kind,
                 model=c.teacher.model,
                 store=out / "scores",
@@ -115,7 +143,7 @@ def run_recipe(
                 candidates=mined.path,
                 store=out / "scores",
                 teacher=scored.extra["teacher"],
-                dataset=c.data.train,
+                dataset=train_data,
                 student=c.student,
                 train=c.train,
                 out=out / "student",
@@ -134,7 +162,7 @@ def run_recipe(
             index_stage(
                 IndexStage(
                     model=models[system],
-                    dataset=c.data.eval,
+                    dataset=eval_data,
                     out=out / "index" / system,
                     # the first-stage retriever's index is configured by [mine], the students' by [index]
                     kind=None if first_stage else c.index.kind,
@@ -153,8 +181,8 @@ def run_recipe(
                 EvalStage(
                     name=system,
                     index=indexed.path,
-                    dataset=c.data.eval,
-                    out=out / "eval" / system,
+                    dataset=eval_data,
+                    out=eval_dir / system,
                     metrics=c.eval.metrics,
                     k=c.eval.k,
                     max_queries=c.eval.max_queries,
@@ -167,14 +195,14 @@ def run_recipe(
     teacher = rows["teacher"]
     # The "teacher" row is the dense retriever that mined; it is the teacher itself only when
     # the teacher is that bi-encoder (a cross-encoder teacher reranks, it does not retrieve).
-    is_teacher = c.teacher.kind == "bi-encoder" and c.mine.model in (None, c.teacher.model)
+    is_teacher = c.teacher.kind == "bi-encoder" and retriever == c.teacher.model
     if not is_teacher:
         rows = {("first_stage" if k == "teacher" else k): v for k, v in rows.items()}
     report = {
         "recipe": c.name,
         "config": c.source,
-        "eval_dataset": c.data.eval,
-        "train_dataset": c.data.train,
+        "eval_dataset": eval_data,
+        "train_dataset": train_data,
         "metrics": rows,
         "student_over_teacher": {
             m: (rows["student_after"][m] / teacher[m] if teacher[m] else None) for m in teacher
@@ -187,9 +215,9 @@ def run_recipe(
             "score": scored.fingerprint,
             "train": trained.fingerprint,
         },
-        "host": {"cpus": os.cpu_count()},
+        "host": host(),
         "stages": ran,
     }
     if is_main():
-        atomic_write_json(out / "report.json", {k: v for k, v in report.items() if k != "stages"})
+        atomic_write_json(out / report_name, {k: v for k, v in report.items() if k != "stages"})
     return report

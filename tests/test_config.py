@@ -38,7 +38,7 @@ def test_defaults(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, ""))
     assert cfg.name == "recipe"
     assert cfg.source == str(tmp_path / "recipe.toml")
-    assert cfg.data.to_json() == {"train": "beir/scifact/train", "eval": "beir/scifact/test"}
+    assert cfg.data.to_json() == {"train": "beir/scifact/train", "eval": "beir/scifact/test", "dev": 0.0}
     assert cfg.teacher.to_json() == {
         "kind": "bi-encoder",
         "model": "sentence-transformers/all-MiniLM-L6-v2",
@@ -76,6 +76,7 @@ def test_defaults(tmp_path: Path) -> None:
         "seed": 42,
         "max_steps": -1,
         "bf16": False,
+        "deterministic": True,
         "max_queries": None,
         "save_steps": 200,
         "save_total_limit": 2,
@@ -125,6 +126,8 @@ def test_frozen(tmp_path: Path) -> None:
     ("toml", "message"),
     [
         # ranges
+        ("[data]\ndev = 1.0", "[data].dev: expected a number < 1, got 1.0"),
+        ("[data]\ndev = -0.1", "[data].dev: expected a number >= 0, got -0.1"),
         ("[teacher]\nbatch_size = 0", "[teacher].batch_size: expected an integer >= 1, got 0"),
         ("[teacher]\nmax_length = 0", "[teacher].max_length: expected an integer >= 1, got 0"),
         (
@@ -194,20 +197,22 @@ def test_frozen(tmp_path: Path) -> None:
             '[teacher]\nkind = "bi"',
             "[teacher].kind = 'bi' is unknown; choose from ['bi-encoder', 'cross-encoder']",
         ),
-        ('[mine]\nkind = "bm25"', "[mine].kind = 'bm25' is unknown; choose from ['dense', 'splade']"),
+        ('[mine]\nkind = "bm52"', "[mine].kind = 'bm52' is unknown; choose from ['bm25', 'dense', 'splade']"),
         (
             '[student]\nkind = "colbert"',
-            "[student].kind = 'colbert' is unknown; choose from ['dense', 'splade']",
+            "[student].kind = 'colbert' is unknown; choose from ['bm25', 'dense', 'splade']",
         ),
         (
             '[train]\nloss = "mse2"',
             "[train].loss = 'mse2' is unknown; choose from ['kl', 'margin_mse', 'pairwise']",
         ),
-        ('[index]\nkind = "hnsw"', "[index].kind = 'hnsw' is unknown; choose from ['faiss', 'sparse']"),
+        ('[index]\nkind = "hnsw"', "[index].kind = 'hnsw' is unknown; choose from {indexes}"),
     ],
 )
 def test_one_line_per_bad_value(tmp_path: Path, toml: str, message: str) -> None:
-    assert error(tmp_path, toml + "\n") == message
+    from retrieval_kd.indexes import INDEXES
+
+    assert error(tmp_path, toml + "\n") == message.replace("{indexes}", str(INDEXES.names()))
 
 
 def test_unknown_metric(tmp_path: Path) -> None:
@@ -220,7 +225,7 @@ def test_unknown_fields_and_sections(tmp_path: Path) -> None:
     assert error(tmp_path, "[train]\nlearning_rate = 1e-4\nepoch = 2\n") == (
         "[train]: unknown field(s) ['epoch', 'learning_rate']; valid fields: ['loss', 'loss_options', "
         "'negatives', 'negative_pool', 'epochs', 'batch_size', 'lr', 'warmup', 'weight_decay', 'seed', "
-        "'max_steps', 'bf16', 'max_queries', 'save_steps', 'save_total_limit', 'args']"
+        "'max_steps', 'bf16', 'deterministic', 'max_queries', 'save_steps', 'save_total_limit', 'args']"
     )
     assert error(tmp_path, '[mine]\nfactory = "Flat"\n') == (
         "[mine]: unknown field(s) ['factory']; valid fields: ['kind', 'model', 'negatives', 'batch_size', "

@@ -26,6 +26,7 @@ MIN_EXAMPLES = {
     "retrieval_kd.fingerprint": 1,
     "retrieval_kd.progress": 6,
     "retrieval_kd.registry": 3,
+    "retrieval_kd.data.carve": 4,
     "retrieval_kd.losses.kl": 2,
     "retrieval_kd.losses.margin_mse": 2,
     "retrieval_kd.losses.pairwise": 2,

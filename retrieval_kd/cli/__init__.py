@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from retrieval_kd.cli import commands, evaluate
+from retrieval_kd.cli import commands, doctor, evaluate, scores
 
 app = typer.Typer(
     name="rkd",
@@ -18,6 +18,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts name config sections: "[train]" must print as written
 )
 
 
@@ -27,8 +28,23 @@ def _global_options(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Also show INFO log lines (default: WARNING and up).")
     ] = False,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            min=1,
+            help="CPU threads for torch, faiss and BLAS (default: all cores). Results are bit-for-bit "
+            "repeatable on one kind of CPU at one thread count.",
+        ),
+    ] = None,
 ) -> None:
+    import os
+
     from retrieval_kd.cli._common import setup_logging
+    from retrieval_kd.determinism import THREADS_ENV
+
+    if threads is not None:  # before torch or faiss is imported: OpenMP reads it at start
+        os.environ["OMP_NUM_THREADS"] = os.environ[THREADS_ENV] = str(threads)
 
     ctx.call_on_close(setup_logging(verbose))
 
@@ -40,7 +56,9 @@ app.command("import-scores")(commands.import_scores)
 app.command("train")(commands.train)
 app.command("index")(commands.index)
 app.command("datasets")(commands.datasets)
+app.command("doctor")(doctor.doctor)
 app.add_typer(evaluate.app, name="eval")
+app.add_typer(scores.app, name="scores")
 
 
 def main() -> None:

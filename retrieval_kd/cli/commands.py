@@ -40,6 +40,14 @@ def parse_options(pairs: list[str]) -> dict[str, object]:
 def run(
     config: Annotated[Path, typer.Argument(help="recipe TOML (see configs/)")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
+    eval_on: Annotated[
+        str,
+        typer.Option(
+            "--eval-on",
+            help="test: evaluate on [data].eval (report.json); dev: on the dev split [data].dev carves "
+            "from the training queries (report-dev.json), the split to tune a recipe on",
+        ),
+    ] = "test",
 ) -> None:
     """Run a recipe end to end: mine, score-teacher, train, index, eval; skip stages already done."""
     from retrieval_kd.config import load_config
@@ -49,31 +57,46 @@ def run(
 
     cfg = load_config(config)
     with progress() as p:
-        report = run_recipe(cfg, out_dir, progress=p, say=say)
+        report = run_recipe(cfg, out_dir, progress=p, say=say, eval_on=eval_on)
     if not is_main():
         return
     out.print(metrics_table(report["metrics"], list(cfg.eval.metrics)))
     ratio = report["student_over_teacher"].get(cfg.eval.metrics[0])
     if ratio is not None:
         out.print(f"student/teacher {cfg.eval.metrics[0]}: {ratio:.1%}")
-    out.print(f"report: {out_dir / 'report.json'}")
+    out.print(f"report: {out_dir / ('report.json' if eval_on == 'test' else 'report-dev.json')}")
 
 
 @cli_errors
 def mine(
     dataset: DatasetOpt,
-    model: ModelOpt,
     out_dir: Annotated[Path, typer.Option("--out", "-o")],
+    model: Annotated[str | None, typer.Option("--model", "-m", help="retriever: hub id, folder")] = None,
+    retriever: Annotated[
+        str | None, typer.Option("--retriever", "-r", help="a retriever without a model (bm25), for --model")
+    ] = None,
     negatives: Annotated[int, typer.Option(min=1, help="mined negatives per query")] = 30,
     kind: Annotated[str, typer.Option(help="the retriever's student kind")] = "dense",
     factory: Annotated[str, typer.Option(help="faiss index_factory string (dense retrievers)")] = "Flat",
+    option: Annotated[
+        list[str] | None, typer.Option("--option", help="KEY=VALUE option of its index: k1=1.2 (repeatable)")
+    ] = None,
     batch_size: BatchOpt = 32,
     max_seq_length: Annotated[int | None, typer.Option(min=1, help="the retriever's token limit")] = None,
 ) -> None:
-    """Candidates: qrels positives + the model's top-k other documents, with provenance."""
+    """Candidates: qrels positives + the retriever's top-k other documents, with provenance."""
+    from retrieval_kd.errors import RkdError
     from retrieval_kd.stages import MineStage, mine_stage
+    from retrieval_kd.students import model_free
 
-    options = {"factory": factory} if kind == "dense" else {}
+    if (model is None) == (retriever is None):
+        raise RkdError("name the first-stage retriever: --model MODEL (with --kind) or --retriever bm25")
+    if retriever is not None:
+        model = kind = model_free(retriever)
+    assert model is not None
+    options = parse_options(option or [])
+    if kind == "dense":
+        options.setdefault("factory", factory)
     config = MineStage(dataset, model, out_dir, kind, negatives, batch_size, max_seq_length, options)
     with progress() as p:
         result = mine_stage(config, p)
@@ -128,12 +151,10 @@ def import_scores(
     ] = None,
 ) -> None:
     """Import a shared score file into the store under a teacher name."""
-    from retrieval_kd.scores.importers import import_scores as do_import
-    from retrieval_kd.scores.store import ScoreStore
+    from retrieval_kd.scores.importers import import_file
 
-    with ScoreStore.open(store, teacher, {"kind": "imported", "source": str(path)}) as st:
-        n = do_import(st, path, fmt)
-    out.print(f"imported {n} scores → {st.path}")
+    n, folder = import_file(store, teacher, path, fmt)  # all of the file or, on an error, none
+    out.print(f"imported {n} scores → {folder}")
 
 
 @cli_errors

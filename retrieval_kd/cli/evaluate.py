@@ -19,6 +19,10 @@ def beir(
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="ir_datasets id or BEIR folder[:split]")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="writes <name>/run.trec, metrics.json")],
     model: Annotated[list[str] | None, typer.Option("--model", "-m", help="student folder or hub id")] = None,
+    retriever: Annotated[
+        list[str] | None,
+        typer.Option("--retriever", "-r", help="a retriever without a model, such as bm25 (repeatable)"),
+    ] = None,
     index: Annotated[
         list[Path] | None, typer.Option("--index", "-i", help="index folder from `rkd index`")
     ] = None,
@@ -30,34 +34,44 @@ def beir(
     max_queries: Annotated[int | None, typer.Option(min=1)] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
 ) -> None:
-    """Evaluate each --model (through an index of the corpus, built once and kept under
-    OUT/indexes/) and each --index (with the student recorded in it) on a dataset; print one
+    """Evaluate each --model and --retriever (through an index of the corpus, built once and kept
+    under OUT/indexes/) and each --index (with the student recorded in it) on a dataset; print one
     table."""
     from retrieval_kd.eval.metrics import compare, parse_metric
     from retrieval_kd.eval.table import metrics_table
     from retrieval_kd.eval.trec import read_trec
     from retrieval_kd.evaluation import check_depth
     from retrieval_kd.stages import EvalStage, IndexStage, evaluate_stage, index_stage
+    from retrieval_kd.students import model_free
 
     metrics = tuple(metric or ("ndcg@10", "recall@100", "mrr@10"))
     for metric_name in metrics:
         parse_metric(metric_name)
     check_depth(metrics, k)  # before any index is built
-    if not model and not index:
-        raise RkdError("give at least one --model or --index")
-    systems: list[tuple[str, str | None, Path | None]] = [(Path(m).name or m, m, None) for m in model or []]
-    systems += [(ix_path.name, None, ix_path) for ix_path in index or []]
-    names = [name for name, _, _ in systems]
+    if not model and not index and not retriever:
+        raise RkdError("give at least one --model, --retriever or --index")
+    for r in retriever or []:
+        model_free(r)
+    # (name, model, index folder, student kind)
+    systems: list[tuple[str, str | None, Path | None, str | None]] = [
+        (Path(m).name or m, m, None, None) for m in model or []
+    ]
+    systems += [(r, r, None, r) for r in retriever or []]
+    systems += [(ix_path.name, None, ix_path, None) for ix_path in index or []]
+    names = [name for name, _, _, _ in systems]
     if len(set(names)) < len(names):  # two folders with one basename: number them
-        systems = [(f"{name}-{i + 1}", m, ix) for i, (name, m, ix) in enumerate(systems)]
+        systems = [(f"{name}-{i + 1}", m, ix, kd) for i, (name, m, ix, kd) in enumerate(systems)]
     rows, runs = {}, {}
     with progress() as p:
-        for name, m, ix in systems:
+        for name, m, ix, student_kind in systems:
             if ix is None:
                 assert m is not None
-                options = {"factory": factory} if factory is not None else {}
+                options = {"factory": factory} if factory is not None and student_kind is None else {}
                 built = index_stage(
-                    IndexStage(m, dataset, out_dir / "indexes" / name, None, options, batch_size), p
+                    IndexStage(
+                        m, dataset, out_dir / "indexes" / name, None, options, batch_size, student_kind
+                    ),
+                    p,
                 )
                 say(built.message(f"index {name}"))
                 ix = built.path

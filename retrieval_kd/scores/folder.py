@@ -11,14 +11,20 @@ import fcntl
 import logging
 import os
 import re
+import shutil
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from retrieval_kd.errors import RkdError
+import pyarrow as pa
+
+from retrieval_kd.errors import DataError, RkdError
+from retrieval_kd.fingerprint import hash_json
 from retrieval_kd.io import atomic_write_json, fsync_dir, read_json
 from retrieval_kd.scores import journal
 from retrieval_kd.scores.parts import KINDS, DamagedPart, Kind, read_part
+from retrieval_kd.scores.staging import settle_staging
 
 log = logging.getLogger("retrieval_kd.scores.store")
 
@@ -33,8 +39,8 @@ _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:=+@-]{0,199}")
 
 def create_manifest(path: Path, teacher_fingerprint: str, teacher_spec: Any, kind: str) -> None:
     """Writes a format-2 manifest (atomically: of two racing creators one file stays whole)."""
-    atomic_write_json(
-        path / "manifest.json",
+    _write_manifest(
+        path,
         {
             "format": FORMAT,
             "version": VERSION,
@@ -46,14 +52,50 @@ def create_manifest(path: Path, teacher_fingerprint: str, teacher_spec: Any, kin
     )
 
 
+# The fields of manifests written before they carried a sha256 (formats 1 and 2).
+_UNCHECKED_FIELDS = {
+    "format",
+    "version",
+    "kind",
+    "teacher_fingerprint",
+    "teacher",
+    "created",
+    "upgraded_from",
+    "upgraded",
+}
+
+
+def _write_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    # The manifest carries the sha256 of its other fields: a flipped byte that leaves valid
+    # JSON (in the teacher spec, a date) is caught like one that does not.
+    body = {k: v for k, v in manifest.items() if k != "sha256"}
+    atomic_write_json(path / "manifest.json", {**body, "sha256": hash_json(body, length=64)})
+
+
 def read_manifest(path: Path, teacher_fingerprint: str) -> dict[str, Any]:
     """The parsed manifest; a format-1 one gains ``version`` 1 and ``kind`` pointwise in memory.
 
     Raises:
         RkdError: not a manifest of a known format and version, or of another teacher.
+        DataError: its recorded sha256 does not match its fields (manifests written before
+            rkd recorded one are read unchecked).
     """
     file = path / "manifest.json"
     manifest = read_json(file)
+    if isinstance(manifest, dict):
+        body = {k: v for k, v in manifest.items() if k != "sha256"}
+        # Without a sha256, only the fields rkd wrote before it recorded one may be there: a
+        # flipped byte in the key "sha256" itself must not pass for such an older manifest.
+        if "sha256" in manifest and manifest["sha256"] != hash_json(body, length=64):
+            problem = "its fields no longer match the sha256 recorded in it"
+        elif "sha256" not in manifest and set(manifest) - _UNCHECKED_FIELDS:
+            problem = (
+                f"no sha256, and field(s) {sorted(set(manifest) - _UNCHECKED_FIELDS)} it does not explain"
+            )
+        else:
+            problem = ""
+        if problem:
+            raise DataError(f"{file}: damaged ({problem}); restore it from a copy, or re-create the store")
     if not isinstance(manifest, dict) or manifest.get("format") not in (FORMAT, FORMAT_1):
         found = manifest.get("format") if isinstance(manifest, dict) else None
         raise RkdError(
@@ -78,7 +120,7 @@ def upgrade_manifest(path: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     """Rewrites a format-1 manifest as format 2 (pointwise); parts and other fields stay."""
     upgraded = {k: v for k, v in manifest.items() if k not in ("version", "kind")}
     upgraded.update(format=FORMAT, version=VERSION, kind="pointwise", upgraded_from=FORMAT_1, upgraded=_now())
-    atomic_write_json(path / "manifest.json", upgraded)
+    _write_manifest(path, upgraded)
     log.info("upgraded score store %s from %s to %s", path, FORMAT_1, FORMAT)
     return upgraded
 
@@ -89,6 +131,38 @@ def check_name(what: str, name: str) -> None:
             f"{what} {name!r} cannot name a file: use letters, digits and _.:=+@- "
             "(not first), at most 200 characters"
         )
+
+
+def teachers(root: Path) -> list[str]:
+    """The teacher fingerprints with a store under ``root``, sorted."""
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / "manifest.json").is_file())
+
+
+def find_teacher(root: Path, teacher_fingerprint: str | None, hint: str) -> Path:
+    """The folder of ``teacher_fingerprint`` under ``root`` (of its only teacher when ``None``).
+
+    Raises:
+        RkdError: no such store, or several teachers and no fingerprint given; the message
+            lists the fingerprints found under ``root`` and ends with ``hint``.
+    """
+    found = teachers(root)
+    if teacher_fingerprint is None:
+        if not found:
+            raise RkdError(f"no teacher score store under {root}{teacher_folder_hint(root)}; {hint}")
+        if len(found) > 1:
+            raise RkdError(
+                f"{len(found)} teacher score stores under {root}: {found}; "
+                "pass the teacher fingerprint to choose one"
+            )
+        teacher_fingerprint = found[0]
+    elif teacher_fingerprint not in found:
+        raise RkdError(
+            f"no score store for teacher {teacher_fingerprint!r} under {root}; found {found}"
+            f"{teacher_folder_hint(root)}; {hint}"
+        )
+    return root / teacher_fingerprint
 
 
 def teacher_folder_hint(root: Path) -> str:
@@ -150,6 +224,7 @@ def recover(path: Path, kind: Kind, writer: str) -> int:
     Returns:
         The next free part sequence number of the writer.
     """
+    settle_staging(path, writer)
     if journal.legacy_path(path, writer).exists():
         if journal.path(path, writer).exists():
             journal.legacy_path(path, writer).unlink()  # a conversion killed before its cleanup
@@ -159,39 +234,89 @@ def recover(path: Path, kind: Kind, writer: str) -> int:
     if torn_at is not None:
         log.info("cutting a torn last line off %s (a killed run)", journal.path(path, writer))
         journal.truncate(path, writer, torn_at)
-    # atomic_write's temp names are ".<target name>.<random>.tmp"; match only this writer's.
+    for file in stray_temps(path, writer):
+        log.info("removing %s left by a killed run", file)
+        file.unlink()
+    journaled = {entry.file for entry in entries}
+    for file in unjournaled(path, writer, journaled):
+        adopted = adopt(path, kind, file)
+        if adopted is not None:
+            journal.append(path, writer, adopted)
+    return next_seq(path, writer)
+
+
+def stray_temps(path: Path, writer: str) -> list[Path]:
+    """Temp files a killed run of ``writer`` left (atomic_write's ".<target>.<random>.tmp")."""
     esc = re.escape(writer)
     stray = re.compile(rf"\.(part-{esc}-\d{{6,}}\.parquet|parts-{esc}\.jsonl?)\..+\.tmp")
+    return sorted(f for f in path.iterdir() if stray.fullmatch(f.name))
+
+
+def unjournaled(path: Path, writer: str, journaled: set[str]) -> list[Path]:
+    """The writer's part files in the folder that its journal does not list (``journaled``)."""
     pattern = journal.part_pattern(writer)
-    journaled = {entry.file for entry in entries}
-    seqs = [0, *(entry.seq for entry in entries)]
-    for file in sorted(path.iterdir()):
-        if stray.fullmatch(file.name):
-            log.info("removing %s left by a killed run", file)
-            file.unlink()
-            continue
-        match = pattern.fullmatch(file.name)
-        if match is None:
-            continue
-        seqs.append(int(match.group(1)))
-        if file.name in journaled:
-            continue
-        # Renamed into place but the process died before its journal line: the part was
-        # fsynced before its rename, so if it reads back it is whole and worth keeping.
-        try:
-            table, digest = read_part(file, kind)
-        except DamagedPart as err:
-            log.warning("setting aside unjournaled part %s: %s", file, err.reason)
-            quarantine(path, file)
-            continue
-        log.info("adopting unjournaled part %s (%d rows)", file, table.num_rows)
-        journal.append(path, writer, journal.Entry(file.name, table.num_rows, digest))
-    quarantined = re.compile(rf"part-{esc}-(\d{{6,}})\.parquet(\.\d+)?")
+    return sorted(f for f in path.iterdir() if pattern.fullmatch(f.name) and f.name not in journaled)
+
+
+def adopt(path: Path, kind: Kind, file: Path) -> journal.Entry | None:
+    """The journal entry of an unjournaled part that reads back whole, else quarantines it.
+
+    A part renamed into place by a process that died before its journal line was fsynced
+    before its rename, so if it parses (with its Parquet page checksums) it is worth keeping.
+    """
+    try:
+        table, digest = read_part(file, kind)
+    except DamagedPart as err:
+        log.warning("setting aside unjournaled part %s: %s", file, err.reason)
+        quarantine(path, file)
+        return None
+    log.info("adopting unjournaled part %s (%d rows)", file, table.num_rows)
+    return journal.Entry(file.name, table.num_rows, digest)
+
+
+def next_seq(path: Path, writer: str) -> int:
+    """One past the highest part number of ``writer`` in the folder, its journal or quarantine/:
+    a number is never reused, not even a quarantined one."""
+    esc = re.escape(writer)
+    taken = re.compile(rf"part-{esc}-(\d{{6,}})\.parquet(\.\d+)?")
+    names = [f.name for f in path.iterdir()]
+    names += [e.file for e in journal.read(path, writer)[0]]
     if (path / "quarantine").is_dir():
-        seqs += [
-            int(m.group(1)) for f in (path / "quarantine").iterdir() if (m := quarantined.fullmatch(f.name))
-        ]
-    return max(seqs) + 1  # never reuse a number, not even a quarantined one
+        names += [f.name for f in (path / "quarantine").iterdir()]
+    return max([0, *(int(m.group(1)) for n in names if (m := taken.fullmatch(n)))]) + 1
+
+
+def remove_if_empty(path: Path, writer: str) -> None:
+    """Removes a teacher folder that holds no judgements (nothing but its manifest, lock files and
+    empty journals: what a failed first import into a new store leaves), unless a writer other
+    than ``writer`` (the caller's, held) is live in it."""
+    lock_name = re.compile(r"\.writer-(.+)\.lock")
+    names = [p.name for p in path.iterdir()]
+    others = [m.group(1) for n in names if (m := lock_name.fullmatch(n)) and m.group(1) != writer]
+    rest = [n for n in names if n != "manifest.json" and not lock_name.fullmatch(n)]
+    if any(not re.fullmatch(r"parts-.+\.jsonl?", n) for n in rest):
+        return
+    if any(journal.read(path, w)[0] for w in journal.writers(path)):
+        return
+    fds = [lock(path, w, must=False) for w in others]
+    try:
+        if None not in fds:
+            shutil.rmtree(path)
+    finally:
+        for fd in fds:
+            if fd is not None:
+                os.close(fd)
+
+
+def journaled_parts(path: Path, kind: Kind) -> Iterator[tuple[str, pa.Table | DamagedPart]]:
+    """``(writer, rows or what is wrong)`` of every journaled part, checksums checked, in
+    (writer, sequence) order."""
+    for writer in journal.writers(path):
+        for entry in journal.read(path, writer)[0]:
+            try:
+                yield writer, read_part(path / entry.file, kind, entry.sha256, entry.rows)[0]
+            except DamagedPart as e:
+                yield writer, e
 
 
 def set_aside(path: Path, writer: str, damage: DamagedPart, held: tuple[str, int] | None) -> None:

@@ -11,6 +11,10 @@ Blank lines are skipped. A pair that occurs twice keeps its later score. Ids are
 strings without whitespace (JSONL also takes integers); a score is a finite number within
 float32's range (the store keeps float32). A file with no scores (empty, or only a header) is
 an error.
+
+An import is all of a file or none of it: its parts are staged and committed together at the
+end (:meth:`ScoreStore.staged`), so a bad row at line N, or a kill, leaves the store as it was,
+and a rerun starts the import again from the first line.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import numpy as np
 
 from retrieval_kd.errors import DataError, RkdError
 from retrieval_kd.io import DECIMAL, check_id, iter_lines, parse_json_line, show
+from retrieval_kd.scores import folder
 from retrieval_kd.scores.store import ScoreStore
 from retrieval_kd.types import Pair
 
@@ -32,8 +37,30 @@ Row = tuple[str, str, float]
 _BY_SUFFIX = {".jsonl": "jsonl", ".trec": "trec", ".run": "trec", ".tsv": "tsv"}
 
 
+def import_file(root: Path, teacher: str, path: Path, fmt: str | None = None) -> tuple[int, Path]:
+    """``rkd import-scores``: every score in ``path`` into the store of ``teacher`` under
+    ``root``, or none of them. A teacher folder this call created is removed again when the
+    import fails, so a failed import into a new store leaves no empty store behind.
+
+    Returns:
+        The number of rows imported and the teacher folder.
+    """
+    created = not (Path(root) / teacher / "manifest.json").exists()
+    writer = "0"  # ScoreStore.open's default: what an import always wrote as
+    store = ScoreStore.open(root, teacher, {"kind": "imported", "source": str(path)}, writer=writer)
+    try:
+        return import_scores(store, path, fmt), store.path
+    except BaseException:
+        if created:
+            folder.remove_if_empty(store.path, writer)
+        raise
+    finally:
+        store.close()
+
+
 def import_scores(store: ScoreStore, path: Path, fmt: str | None = None, *, batch_size: int = 100_000) -> int:
-    """Adds every score in ``path`` to ``store``, ``batch_size`` rows per stored part.
+    """Adds every score in ``path`` to ``store``, ``batch_size`` rows per stored part, all of them
+    or (on an error) none.
 
     Args:
         store: an open (writable) store; the file's scores must come from its teacher.
@@ -63,18 +90,19 @@ def import_scores(store: ScoreStore, path: Path, fmt: str | None = None, *, batc
     pairs: list[Pair] = []
     scores: list[float] = []
     total = 0
-    for query_id, doc_id, score in _rows(path, parse):
-        pairs.append(Pair(query_id, doc_id))
-        scores.append(score)
-        if len(pairs) == batch_size:
+    with store.staged():
+        for query_id, doc_id, score in _rows(path, parse):
+            pairs.append(Pair(query_id, doc_id))
+            scores.append(score)
+            if len(pairs) == batch_size:
+                store.add(pairs, np.asarray(scores, dtype=np.float32))
+                total += len(pairs)
+                pairs, scores = [], []
+        if pairs:
             store.add(pairs, np.asarray(scores, dtype=np.float32))
             total += len(pairs)
-            pairs, scores = [], []
-    if pairs:
-        store.add(pairs, np.asarray(scores, dtype=np.float32))
-        total += len(pairs)
-    if not total:
-        raise DataError(f"{path}: no scores (the file is empty or holds only a header)")
+        if not total:
+            raise DataError(f"{path}: no scores (the file is empty or holds only a header)")
     return total
 
 

@@ -8,8 +8,11 @@
 
 Adding a part appends one line and fsyncs it, so a batch costs the same whether the journal lists
 ten parts or eighty thousand (format 1 rewrote the whole journal per batch). A process killed
-mid-append leaves a torn last line: readers ignore it, and the writer's next open truncates it
-and adopts the part it described. A line may only name a part file of its own writer in the
+mid-append leaves a torn last line (a prefix without its newline, or a line ending in NUL bytes
+where a crash extended the file before its data reached the disk): readers ignore it, and the writer's next
+open truncates it and adopts the part it described. Any other line that does not parse is
+damage, and an error naming ``file:line``; :func:`scan` lists such lines instead, for
+``rkd scores verify`` to drop. A line may only name a part file of its own writer in the
 store's folder, so a journal cannot point a reader outside the store.
 
 Format-1 journals (``parts-<writer>.json``, one JSON object listing every part) are still read;
@@ -78,27 +81,46 @@ def read(folder: Path, writer: str) -> tuple[list[Entry], int | None]:
         killed mid-append), ``None`` when the journal ends cleanly. Format-1 journals never tear.
 
     Raises:
-        DataError: a line other than the last is not JSON, the header is not a journal header of
-            this writer, or an entry is malformed or names a file that is not one of this
+        DataError: a line (other than a torn last one) is not JSON, the header is not a journal
+            header of this writer, or an entry is malformed or names a file that is not one of this
             writer's parts in this folder (``file:line`` and what was expected).
     """
+    return _read(folder, writer, None)
+
+
+def scan(folder: Path, writer: str) -> tuple[list[Entry], int | None, list[str]]:
+    """:func:`read`, except that a damaged line is listed, not raised: ``(entries, torn_at,
+    problems)``, one ``file:line: what`` message per line left out (a damaged header counts as
+    one; the entries after it are still read). What ``rkd scores verify`` repairs from."""
+    problems: list[str] = []
+    entries, torn_at = _read(folder, writer, problems)
+    return entries, torn_at, problems
+
+
+def _read(folder: Path, writer: str, problems: list[str] | None) -> tuple[list[Entry], int | None]:
     file = path(folder, writer)
     if file.exists():
-        return _read_lines(file, writer)
+        return _read_lines(file, writer, problems)
     legacy = legacy_path(folder, writer)
     if not legacy.exists():
         return [], None
-    journal = read_json(legacy)
-    if not isinstance(journal, dict) or journal.get("format") != LEGACY_FORMAT:
-        raise DataError(f"{legacy}: not a score store journal (expected format {LEGACY_FORMAT!r})")
-    raw = journal.get("parts")
-    if not isinstance(raw, list):
-        raise DataError(f"{legacy}: 'parts' is not a list of part entries")
+    try:
+        journal = read_json(legacy)
+        if not isinstance(journal, dict) or journal.get("format") != LEGACY_FORMAT:
+            raise DataError(f"{legacy}: not a score store journal (expected format {LEGACY_FORMAT!r})")
+        raw = journal.get("parts")
+        if not isinstance(raw, list):
+            raise DataError(f"{legacy}: 'parts' is not a list of part entries")
+    except DataError as e:
+        if problems is None:
+            raise
+        problems.append(str(e))
+        return [], None
     pattern = part_pattern(writer)
-    return _sorted([_entry(legacy, 0, writer, pattern, e) for e in raw]), None
+    return _sorted(_entries(legacy, writer, pattern, [(0, e) for e in raw], problems), legacy, problems), None
 
 
-def _read_lines(file: Path, writer: str) -> tuple[list[Entry], int | None]:
+def _read_lines(file: Path, writer: str, problems: list[str] | None) -> tuple[list[Entry], int | None]:
     data = file.read_bytes()
     lines = data.split(b"\n")  # the last item is b"" when the journal ends with a newline
     torn_at: int | None = len(data) - len(lines[-1]) if lines[-1] else None
@@ -109,23 +131,52 @@ def _read_lines(file: Path, writer: str) -> tuple[list[Entry], int | None]:
         start, offset = offset, offset + len(line) + 1
         if not line.strip():
             continue
+        if line.endswith(b"\0") and lineno == len(complete) and torn_at is None:
+            # The file grew but the end of the line never reached the disk (a crash leaves NUL
+            # bytes there, and JSON text never holds one): a torn append, not damage.
+            torn_at = start
+            break
         try:
             records.append((lineno, json.loads(line)))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            if lineno == len(complete) and torn_at is None:
-                torn_at = start  # newline written but the line's bytes never made it to disk
-                break
-            raise DataError(f"{file}:{lineno}: malformed journal line ({e})") from None
+            _problem(problems, f"{file}:{lineno}: malformed journal line ({e})")
     if not records:
         return [], torn_at
     lineno, header = records[0]
     if not isinstance(header, dict) or header.get("format") != FORMAT or header.get("writer") != writer:
-        raise DataError(
+        _problem(
+            problems,
             f"{file}:{lineno}: expected the journal header "
-            f'{{"format": "{FORMAT}", "writer": "{writer}"}}, got {header!r}'
+            f'{{"format": "{FORMAT}", "writer": "{writer}"}}, got {header!r}',
         )
-    pattern = part_pattern(writer)
-    return _sorted([_entry(file, n, writer, pattern, e) for n, e in records[1:]]), torn_at
+        if not (isinstance(header, dict) and "file" in header):
+            records = records[1:]  # a damaged header; an entry in its place is still read
+    else:
+        records = records[1:]
+    return _sorted(_entries(file, writer, part_pattern(writer), records, problems), file, problems), torn_at
+
+
+def _problem(problems: list[str] | None, message: str) -> None:
+    """Raises ``message`` as a DataError, or lists it when ``problems`` collects them (a scan)."""
+    if problems is None:
+        raise DataError(message + "; `rkd scores verify` drops damaged lines and re-adopts their parts")
+    problems.append(message)
+
+
+def _entries(
+    file: Path,
+    writer: str,
+    pattern: re.Pattern[str],
+    records: list[tuple[int, Any]],
+    problems: list[str] | None,
+) -> list[Entry]:
+    entries = []
+    for lineno, raw in records:
+        try:
+            entries.append(_entry(file, lineno, writer, pattern, raw))
+        except DataError as e:
+            _problem(problems, str(e))
+    return entries
 
 
 def _entry(file: Path, lineno: int, writer: str, pattern: re.Pattern[str], raw: Any) -> Entry:
@@ -146,8 +197,12 @@ def _entry(file: Path, lineno: int, writer: str, pattern: re.Pattern[str], raw: 
     return Entry(name, rows, digest)
 
 
-def _sorted(entries: list[Entry]) -> list[Entry]:
-    by_file = {e.file: e for e in entries}  # a repeated line (an adopted part twice) counts once
+def _sorted(entries: list[Entry], file: Path, problems: list[str] | None) -> list[Entry]:
+    by_file: dict[str, Entry] = {}
+    for e in entries:
+        if by_file.setdefault(e.file, e) != e:  # the same line twice (an adopted part) counts once
+            _problem(problems, f"{file}: two different lines name part {e.file}")
+            by_file.pop(e.file)  # neither is believed; a rescan adopts the part if it is whole
     return sorted(by_file.values(), key=lambda e: e.seq)
 
 

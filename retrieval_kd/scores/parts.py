@@ -3,6 +3,11 @@
 A part is one Parquet file per :meth:`ScoreStore.add` batch. Its sha256 goes into the writer's
 journal when it is written, and is checked every time the part is read: the bytes are read once,
 hashed, and parsed from that same buffer, so what was checked is what is used.
+
+Parts also carry Parquet's own page checksums (CRC32 per page), verified as they are parsed. They
+cost nothing measurable (``benchmarks/bench_store_verify.py``) and are what still guards a part
+whose journal line was lost (a kill between its rename and its journal line, a damaged journal):
+such a part is adopted only if it parses with its page checksums intact.
 """
 
 from __future__ import annotations
@@ -61,7 +66,7 @@ def sha256(data: bytes) -> str:
 def encode(table: pa.Table) -> bytes:
     """The Parquet bytes of one part."""
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
+    pq.write_table(table, sink, write_page_checksum=True)
     return bytes(sink.getvalue().to_pybytes())
 
 
@@ -96,7 +101,7 @@ def read_part(
         )
     try:
         # ParquetFile(...).read() parses a small buffer ~2.7x faster than pq.read_table.
-        table = pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False)
+        table = pq.ParquetFile(pa.BufferReader(data), page_checksum_verification=True).read(use_threads=False)
     except (OSError, pa.ArrowException) as e:
         raise DamagedPart(file, f"unreadable Parquet: {e}") from None
     if not table.schema.equals(kind.schema):

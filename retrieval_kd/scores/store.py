@@ -3,11 +3,13 @@
 Layout, one folder per teacher fingerprint under a store root::
 
     root/<teacher_fingerprint>/
-        manifest.json                 format "rkd-score-store/2", version 2, kind, fingerprint, spec
+        manifest.json                 format "rkd-score-store/2", version 2, kind, fingerprint, spec,
+                                      sha256 (of its other fields)
         part-<writer>-000001.parquet  pointwise: query_id, doc_id: string, score: float32
                                       pairwise:  query_id, doc_a, doc_b: string, value: float32
         parts-<writer>.jsonl          the writer's append-only journal (see journal.py)
         quarantine/                   damaged parts a writable open set aside, never deleted
+        .staging-<writer>/            parts of an import not committed yet (:meth:`staged`)
 
 A part only counts once its writer's journal lists it. Each process adds under its own
 ``writer`` name (``rank0``, ``shard1of4``), so its parts and journal are its alone and several
@@ -22,6 +24,7 @@ renamed into place but never journaled.
 Every read of a part checks its journaled sha256. A damaged part (altered, truncated or gone)
 makes a read-only store raise; a writable store moves it to ``quarantine/`` and drops its
 journal entry, so its keys read as missing and the next scoring run scores them again.
+``rkd scores verify`` (:mod:`.verify`) checks and repairs a whole store, journals included.
 
 Format 1 stores (``rkd-score-store/1``: pointwise, ``parts-<writer>.json`` journals rewritten
 whole per batch) are read as they are. :meth:`ScoreStore.open` upgrades one in place: the
@@ -32,9 +35,11 @@ Parts are the same Parquet files in both formats.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Sequence
+import shutil
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias, overload
 
@@ -43,10 +48,10 @@ import pyarrow as pa
 
 from retrieval_kd.errors import RkdError
 from retrieval_kd.io import atomic_write
-from retrieval_kd.scores import folder, journal
+from retrieval_kd.scores import folder, journal, staging
 from retrieval_kd.scores.folder import FORMAT, FORMAT_1, VERSION
 from retrieval_kd.scores.merged import Merged, first_occurrences, keys_table
-from retrieval_kd.scores.parts import KINDS, DamagedPart, Kind, encode, read_part, sha256
+from retrieval_kd.scores.parts import KINDS, DamagedPart, Kind, encode, sha256
 from retrieval_kd.types import Judgement, Pair
 
 log = logging.getLogger(__name__)
@@ -83,6 +88,7 @@ class ScoreStore:
         self._merged: Merged | None = None
         self._added: list[pa.Table] = []  # parts added since the merge, in order
         self._writer_rank: dict[str, int] = {}  # writer name → its place in (writer, sequence)
+        self._staged: list[journal.Entry] | None = None  # inside staged(): parts not committed
 
     # -- opening ----------------------------------------------------------------------------
 
@@ -156,35 +162,13 @@ class ScoreStore:
             RkdError: no such store, or several teachers and no fingerprint given; the message
                 lists the fingerprints found under ``root``.
         """
-        root = Path(root)
-        found = cls.teachers(root)
-        if teacher_fingerprint is None:
-            if not found:
-                raise RkdError(
-                    f"no teacher score store under {root}{folder.teacher_folder_hint(root)}; "
-                    + _SCORE_TEACHER_HINT
-                )
-            if len(found) > 1:
-                raise RkdError(
-                    f"{len(found)} teacher score stores under {root}: {found}; "
-                    "pass the teacher fingerprint to choose one"
-                )
-            teacher_fingerprint = found[0]
-        elif teacher_fingerprint not in found:
-            raise RkdError(
-                f"no score store for teacher {teacher_fingerprint!r} under {root}; found {found}"
-                f"{folder.teacher_folder_hint(root)}; {_SCORE_TEACHER_HINT}"
-            )
-        path = root / teacher_fingerprint
-        return cls(path, folder.read_manifest(path, teacher_fingerprint), writer=None)
+        path = folder.find_teacher(Path(root), teacher_fingerprint, _SCORE_TEACHER_HINT)
+        return cls(path, folder.read_manifest(path, path.name), writer=None)
 
     @staticmethod
     def teachers(root: Path) -> list[str]:
         """The teacher fingerprints with a store under ``root``, sorted."""
-        root = Path(root)
-        if not root.is_dir():
-            return []
-        return sorted(p.name for p in root.iterdir() if (p / "manifest.json").is_file())
+        return folder.teachers(Path(root))
 
     def close(self) -> None:
         """Releases this writer's name so another process (or object) may open it; reads still work."""
@@ -291,7 +275,8 @@ class ScoreStore:
     def verify(self) -> int:
         """Re-reads every journaled part of every writer against its recorded checksum.
 
-        Unlike a read, this never sets anything aside: it reports.
+        Unlike a read, this never sets anything aside: it reports (``rkd scores verify``
+        repairs).
 
         Returns:
             The number of parts checked.
@@ -299,23 +284,44 @@ class ScoreStore:
         Raises:
             RkdError: a part is missing, truncated or altered; the message names every such file.
         """
-        bad: list[str] = []
-        checked = 0
-        for writer in journal.writers(self.path):
-            for entry in journal.read(self.path, writer)[0]:
-                checked += 1
-                try:
-                    read_part(self.path / entry.file, self._kind, entry.sha256, entry.rows)
-                except DamagedPart as e:
-                    bad.append(str(e))
+        read = [got for _, got in folder.journaled_parts(self.path, self._kind)]
+        bad = [str(got) for got in read if isinstance(got, DamagedPart)]
         if bad:
             raise RkdError(
-                f"score store {self.path} is damaged: {', '.join(bad)}; open it for writing "
-                f"(`rkd score-teacher`) to set those parts aside and re-score their pairs"
+                f"score store {self.path} is damaged: {', '.join(bad)}; run `rkd scores verify "
+                f"{self.path.parent}` to set those parts aside, so their pairs are scored again"
             )
-        return checked
+        return len(read)
 
     # -- writing ----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def staged(self) -> Iterator[None]:
+        """Adds inside the block become part of the store together, when it ends without error.
+
+        Parts go to ``.staging-<writer>/`` and are committed at the end (see
+        :func:`~retrieval_kd.scores.staging.commit_staged`); an error, or a kill, leaves the store
+        as it was (the writer's next open discards an unfinished staging area). Reads inside the
+        block do not see the staged adds.
+        """
+        self._writable()
+        assert self._writer is not None
+        if self._staged is not None:
+            raise RkdError(f"score store {self.path}: staged() blocks do not nest")
+        aside = staging.staging_dir(self.path, self._writer)
+        shutil.rmtree(aside, ignore_errors=True)  # settled at open; this is a leftover of ours
+        aside.mkdir()
+        self._staged = []
+        try:
+            yield
+            entries = self._staged
+        except BaseException:
+            shutil.rmtree(aside, ignore_errors=True)
+            raise
+        finally:
+            self._staged = None
+        staging.commit_staged(self.path, self._writer, entries)
+        self._merged, self._added = None, []  # read again, committed parts included
 
     def add(self, keys: Sequence[Pair] | Sequence[Judgement], values: np.ndarray) -> None:
         """Adds one batch as one durable part; a key already stored is overwritten.
@@ -328,9 +334,8 @@ class ScoreStore:
                 record of string ids of this kind, or a value is NaN/inf (naming the first bad
                 key). Nothing of the batch is written then.
         """
-        if self._writer is None or self._lock_fd is None:
-            how = "opened read-only (ScoreStore.load)" if self._writer is None else "closed"
-            raise RkdError(f"score store {self.path} was {how}; use ScoreStore.open to add scores")
+        self._writable()
+        assert self._writer is not None
         vals = np.asarray(values, dtype=np.float32)
         if vals.shape != (len(keys),):
             raise RkdError(f"{len(keys)} keys but values of shape {vals.shape}; need one value per key")
@@ -347,11 +352,21 @@ class ScoreStore:
         table = pa.Table.from_arrays([*key_columns, pa.array(vals)], schema=self._kind.schema)
         data = encode(table)
         name = journal.part_name(self._writer, self._next_seq)
-        atomic_write(self.path / name, lambda f: f.write(data))  # temp name, fsync, rename
-        journal.append(self.path, self._writer, journal.Entry(name, len(keys), sha256(data)))
+        entry = journal.Entry(name, len(keys), sha256(data))
         self._next_seq += 1
+        if self._staged is not None:
+            atomic_write(staging.staging_dir(self.path, self._writer) / name, lambda f: f.write(data))
+            self._staged.append(entry)
+            return
+        atomic_write(self.path / name, lambda f: f.write(data))  # temp name, fsync, rename
+        journal.append(self.path, self._writer, entry)
         if self._merged is not None:
             self._added.append(table)
+
+    def _writable(self) -> None:
+        if self._writer is None or self._lock_fd is None:
+            how = "opened read-only (ScoreStore.load)" if self._writer is None else "closed"
+            raise RkdError(f"score store {self.path} was {how}; use ScoreStore.open to add scores")
 
     # -- internals --------------------------------------------------------------------------
 
@@ -378,18 +393,18 @@ class ScoreStore:
         writers: list[int | np.ndarray] = []
         tables: list[pa.Table] = []
         damaged: list[tuple[str, DamagedPart]] = []
-        for writer in listed:
-            for entry in journal.read(self.path, writer)[0]:
-                try:
-                    tables.append(read_part(self.path / entry.file, self._kind, entry.sha256, entry.rows)[0])
-                    writers.append(self._writer_rank[writer])
-                except DamagedPart as e:
-                    damaged.append((writer, e))
+        for writer, got in folder.journaled_parts(self.path, self._kind):
+            if isinstance(got, DamagedPart):
+                damaged.append((writer, got))
+            else:
+                tables.append(got)
+                writers.append(self._writer_rank[writer])
         if damaged and self._writer is None:
             bad = ", ".join(str(e) for _, e in damaged)
             raise RkdError(
                 f"score store {self.path}: damaged part(s) {bad}; rerun `rkd score-teacher` to "
-                "re-score them (opening the store for writing sets damaged parts aside in quarantine/)"
+                "re-score them (opening the store for writing, or `rkd scores verify`, sets damaged "
+                "parts aside in quarantine/)"
             )
         held = None if self._lock_fd is None else (str(self._writer), self._lock_fd)
         for writer, damage in damaged:

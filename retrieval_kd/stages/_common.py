@@ -27,6 +27,21 @@ def model_hash(model: str | Path) -> str:
     return hash_model_dir(Path(folder))
 
 
+def student_source(model: str) -> str:
+    """What an index records as its query encoder (``student_path``), for the eval stage to reopen:
+    the model's folder, or the name itself for a student that needs no folder (``bm25``; it was
+    just opened from that name)."""
+    from retrieval_kd.models import resolve_model
+
+    path = Path(model)
+    if path.exists():
+        return str(path.resolve())
+    try:
+        return resolve_model(model)
+    except RkdError:
+        return model
+
+
 def input_fingerprint(folder: Path, what: str) -> str:
     """The fingerprint an upstream stage recorded in ``folder``; for a folder rkd did not write
     (candidates made by hand, say) the hash of its files' bytes."""

@@ -129,6 +129,8 @@ def evaluate_stage(config: EvalStage, progress: Progress | None = None) -> Stage
                     "queries": len(result.run),
                     "student_fingerprint": student.fingerprint(),
                     "index": str(config.index),
+                    # what changes the index's scores (BM25's k1, b, analyzer), when its kind says
+                    "index_settings": {"kind": index.kind, **dict(index.manifest.get("settings") or {})},
                     "metrics": result.metrics,
                     "qrels_unmatched": result.coverage.counts(),
                 },

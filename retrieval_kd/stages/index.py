@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from retrieval_kd.errors import RkdError
 from retrieval_kd.fingerprint import hash_json
 from retrieval_kd.io import read_json
 from retrieval_kd.progress import Progress
-from retrieval_kd.stages._common import StageResult, model_hash
+from retrieval_kd.stages._common import StageResult, model_hash, student_source
 
 
 def index_fingerprint(
@@ -69,7 +70,6 @@ def index_stage(config: IndexStage, progress: Progress | None = None) -> StageRe
     """Builds the index unless ``config.out`` (or a ``reuse`` folder) already is this index."""
     from retrieval_kd.data import load_dataset
     from retrieval_kd.indexing import build_index, corpus_fingerprint
-    from retrieval_kd.models import resolve_model
     from retrieval_kd.protocols import Encoder
     from retrieval_kd.students import open_student
 
@@ -90,9 +90,8 @@ def index_stage(config: IndexStage, progress: Progress | None = None) -> StageRe
     for folder in config.reuse:
         if stage_fingerprint(folder) == fp:
             with building(config.out) as tmp:
-                for file in folder.iterdir():
-                    if file.is_file():
-                        os.link(file, tmp / file.name)  # same bytes, no copy
+                # same bytes, no copy; subfolders too (a Lucene index keeps its own folder)
+                shutil.copytree(folder, tmp, copy_function=os.link, dirs_exist_ok=True)
             barrier()
             return StageResult("index", config.out, fp, True, f"reused {folder} → {config.out}")
     student = open_student(config.model, config.student_kind, config.max_seq_length)
@@ -101,8 +100,7 @@ def index_stage(config: IndexStage, progress: Progress | None = None) -> StageRe
             f"{config.model}: a {student.kind} student is a {student.role}; only encoders build an index"
         )
     index = build_index(student, dataset, config.kind, config.options, config.batch_size, progress=progress)
-    path = Path(config.model)
-    index.manifest["student_path"] = str(path.resolve()) if path.exists() else resolve_model(config.model)
+    index.manifest["student_path"] = student_source(config.model)
     index.manifest["student_kind"] = student.kind  # how evaluation reopens the query encoder
     index.manifest["student_max_seq_length"] = config.max_seq_length
     with building(config.out) as tmp:

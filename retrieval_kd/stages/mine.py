@@ -13,7 +13,7 @@ from retrieval_kd.errors import RkdError
 from retrieval_kd.fingerprint import hash_json
 from retrieval_kd.progress import Progress
 from retrieval_kd.protocols import Encoder
-from retrieval_kd.stages._common import StageResult, model_hash
+from retrieval_kd.stages._common import StageResult, model_hash, student_source
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,6 @@ def mine_stage(config: MineStage, progress: Progress | None = None) -> StageResu
     from retrieval_kd.data import load_dataset
     from retrieval_kd.indexing import corpus_fingerprint
     from retrieval_kd.mine import MineConfig, mine
-    from retrieval_kd.models import resolve_model
     from retrieval_kd.stages.index import index_fingerprint
     from retrieval_kd.students import open_student
 
@@ -82,7 +81,7 @@ def mine_stage(config: MineStage, progress: Progress | None = None) -> StageResu
     cands, index = mine(
         dataset, retriever, MineConfig(config.negatives, config.batch_size, config.index), progress=progress
     )
-    index.manifest["student_path"] = resolve_model(config.model)
+    index.manifest["student_path"] = student_source(config.model)
     index.manifest["student_kind"] = retriever.kind
     index.manifest["student_max_seq_length"] = config.max_seq_length
     corpus = corpus_fingerprint(dataset)

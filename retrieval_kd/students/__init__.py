@@ -6,7 +6,6 @@ evaluator and API only ever see the :class:`~retrieval_kd.protocols.Student` rol
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,27 @@ STUDENTS: Registry[StudentClass] = Registry(
     {
         "dense": "retrieval_kd.students.dense:DenseStudent",
         "splade": "retrieval_kd.students.splade:SpladeStudent",
+        "bm25": "retrieval_kd.students.bm25:BM25Student",
     },
 )
+
+
+def needs_model(kind: str) -> bool:
+    """False for a student kind without weights (``bm25``), whose model is its own name: the
+    miner, ``rkd index`` and ``rkd eval`` then need no model folder for it."""
+    return bool(getattr(STUDENTS.get(kind), "needs_model", True))
+
+
+def model_free(kind: str) -> str:
+    """``kind`` when it names a retriever that needs no model (``--retriever bm25``).
+
+    Raises:
+        RkdError: an unknown kind, or one that needs a model (naming the kinds that do not).
+    """
+    if needs_model(STUDENTS.check(kind)):
+        free = [k for k in STUDENTS if not needs_model(k)]
+        raise RkdError(f"{kind!r} needs a model (give one with --model); retrievers without one: {free}")
+    return kind
 
 
 def build_student(kind: str, model: str, **options: Any) -> Student:
@@ -39,7 +57,9 @@ def load_student(path: str | Path, device: str = "auto") -> Student:
     meta_path = folder / "rkd.json"
     kind = "dense"
     if meta_path.is_file():
-        kind = json.loads(meta_path.read_text()).get("kind", "dense")
+        from retrieval_kd.io import read_json_object  # a damaged rkd.json: one line, not a traceback
+
+        kind = read_json_object(meta_path).get("kind", "dense")
     if kind not in STUDENTS:
         raise RkdError(f"{meta_path}: unknown student kind {kind!r}; choose from {STUDENTS.names()}")
     return STUDENTS.get(kind).load(folder, device=device)
@@ -53,6 +73,8 @@ def open_student(
     query encoder an index records, is opened. ``max_seq_length`` overrides the token limit."""
     folder = Path(model)
     if not (folder / "rkd.json").is_file():
+        if kind is None and not folder.exists() and str(model) in STUDENTS and not needs_model(str(model)):
+            kind = str(model)  # a retriever without weights is named by its kind: "bm25"
         return build_student(kind or "dense", str(model), max_seq_length=max_seq_length, device=device)
     student = load_student(folder, device=device)
     if max_seq_length is not None and student.model.max_seq_length != max_seq_length:
@@ -61,4 +83,4 @@ def open_student(
     return student
 
 
-__all__ = ["STUDENTS", "build_student", "load_student", "open_student"]
+__all__ = ["STUDENTS", "build_student", "load_student", "model_free", "needs_model", "open_student"]

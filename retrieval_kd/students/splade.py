@@ -6,6 +6,11 @@ checkpoint); a query and a document score by the dot product of their term weigh
 the FLOPS regulariser of each side (Paria et al., 2020), its weights warmed up quadratically from
 zero (SPLADE v2), both taken from sentence-transformers rather than written again.
 
+With ``[student.options] inference_free = true`` the queries skip the transformer: each query
+token gets a learned weight (from 1, or from a corpus's IDF with ``idf = "<dataset>"``) and only
+documents go through the MLM (:mod:`retrieval_kd.students.inference_free`); the same store,
+losses and trainer train it, with no query FLOPS term unless ``query_weight`` asks for one.
+
 References:
     Formal et al., "SPLADE v2", arXiv:2109.10086; Formal et al., "From Distillation to Hard
     Negative Sampling: Making Sparse Neural IR Models More Effective", arXiv:2205.04733;
@@ -29,7 +34,8 @@ from torch import Tensor, nn
 from retrieval_kd.errors import RkdError
 from retrieval_kd.models import pick_device, resolve_model
 from retrieval_kd.protocols import TrainingScores
-from retrieval_kd.students._shared import group_scores, read_meta, save_student, weights_hash
+from retrieval_kd.students import inference_free as ifree
+from retrieval_kd.students._shared import embed, group_scores, read_meta, save_student, weights_hash
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
@@ -143,30 +149,37 @@ class SpladeStudent:
     plus ``rkd.json``; ``SparseEncoder(path)`` loads it and gives the same vectors.
 
     Args:
-        model: the SparseEncoder.
+        model: the SparseEncoder: MLM + SpladePooling, or the inference-free Router layout.
         provenance: where it came from; merged into ``rkd.json`` on save.
-        query_weight: FLOPS weight of the query side (λq) once warmed up.
+        query_weight: FLOPS weight of the query side (λq) once warmed up; None: 5e-5, or 0 (no
+            query term) for an inference-free model.
         document_weight: FLOPS weight of the document side (λd) once warmed up.
         warmup_steps: optimiser steps over which both weights rise quadratically from 0; None
             is the first third of training.
+        query_lr: learning rate of an inference-free model's query weights (default 1e-3).
     """
 
     kind = "splade"
     role = "encoder"
     index_kind = "sparse"
-    OPTIONS = ("query_weight", "document_weight", "warmup_steps")
+    OPTIONS = ("query_weight", "document_weight", "warmup_steps", "inference_free", "idf", "query_lr")
 
     def __init__(
         self,
         model: Any,
         provenance: dict[str, Any] | None = None,
-        query_weight: float = QUERY_WEIGHT,
+        query_weight: float | None = None,
         document_weight: float = DOCUMENT_WEIGHT,
         warmup_steps: int | None = None,
+        query_lr: float | None = None,
     ) -> None:
+        self.inference_free = ifree.is_inference_free(model)
+        if query_weight is None:
+            query_weight = 0.0 if self.inference_free else QUERY_WEIGHT
         for name, value in (("query_weight", query_weight), ("document_weight", document_weight)):
             if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
                 raise RkdError(f"splade student option {name} must be a number >= 0, got {value!r}")
+        self.query_lr = ifree.query_lr(query_lr, self.inference_free)
         if warmup_steps is not None and (not isinstance(warmup_steps, int) or warmup_steps < 0):
             raise RkdError(
                 f"splade student option warmup_steps must be an integer >= 0, got {warmup_steps!r}"
@@ -190,17 +203,21 @@ class SpladeStudent:
         **options: Any,
     ) -> SpladeStudent:
         """A student from a masked-LM checkpoint (hub id, offline id or folder), or from a saved
-        SparseEncoder folder with SpladePooling.
+        SparseEncoder folder with SpladePooling (either layout).
 
         Args:
-            options: ``[student.options]``: ``query_weight`` (default 5e-5), ``document_weight``
-                (3e-5), ``warmup_steps`` (default: a third of training).
+            options: ``[student.options]``: ``query_weight`` (default 5e-5; 0 when inference-free),
+                ``document_weight`` (3e-5), ``warmup_steps`` (default: a third of training);
+                ``inference_free`` (default false) to encode queries without the transformer,
+                ``idf`` (a dataset id or BEIR folder: its corpus's IDF starts the query weights;
+                default all 1) and ``query_lr`` (their learning rate, default 1e-3).
         """
         from sentence_transformers import SparseEncoder
 
         unknown = sorted(set(options) - set(cls.OPTIONS))
         if unknown:
             raise RkdError(f"unknown splade student option(s) {unknown}; choose from {list(cls.OPTIONS)}")
+        layout = {k: options.pop(k) for k in ("inference_free", "idf") if k in options}
         path = resolve_model(model)
         encoder = SparseEncoder(path, device=pick_device(device))
         _require_splade(encoder, model)
@@ -209,11 +226,12 @@ class SpladeStudent:
 
             # The layer list of a *ForMaskedLM sits on its base model (`bert.encoder.layer`),
             # which shares the config object, so truncate_layers updates both.
-            auto: Any = encoder[0].auto_model
+            auto: Any = ifree.masked_lm(encoder).auto_model
             truncate_layers([SimpleNamespace(auto_model=auto.base_model)], num_layers)
+        encoder, extra = ifree.with_layout(encoder, model, pick_device(device), **layout)
         if max_seq_length is not None:
             encoder.max_seq_length = max_seq_length
-        return cls(encoder, {"base_model": model, "num_layers": num_layers}, **options)
+        return cls(encoder, {"base_model": model, "num_layers": num_layers, **extra}, **options)
 
     @classmethod
     def load(cls, path: Path, device: str = "auto") -> SpladeStudent:
@@ -234,6 +252,7 @@ class SpladeStudent:
             "query_weight": self.query_weight,
             "document_weight": self.document_weight,
             "warmup_steps": self.warmup_steps,
+            **({"query_lr": self.query_lr} if self.inference_free else {}),
         }
 
     def fingerprint(self) -> str:
@@ -241,13 +260,15 @@ class SpladeStudent:
         FLOPS weights change training, not encoding, so they are left out)."""
         if self._fingerprint is None:
             modules = []
-            for module in self.model:
-                config = dict(module.get_config_dict()) if hasattr(module, "get_config_dict") else {}
-                config.pop("embedding_dimension", None)  # SpladePooling fills it in on first forward
-                modules.append([type(module).__name__, config])
+            for route, members in ifree.routes(self.model).items():
+                for module in members:
+                    config = dict(module.get_config_dict()) if hasattr(module, "get_config_dict") else {}
+                    config.pop("embedding_dimension", None)  # SpladePooling fills it in on first forward
+                    modules.append([*([route] if route else []), type(module).__name__, config])
             settings = {
                 "modules": modules,
-                "max_seq_length": self.model.max_seq_length,
+                # the transformer's limit (a Router reports the largest of its routes')
+                "max_seq_length": ifree.masked_lm(self.model).max_seq_length,
                 "max_active_dims": self.model.max_active_dims,
             }
             self._fingerprint = weights_hash(
@@ -265,13 +286,14 @@ class SpladeStudent:
         first forward (SpladePooling learns its width then and the hidden size shows through)."""
         from sentence_transformers.sparse_encoder.modules import SpladePooling
 
-        pooling = next(m for m in self.model if isinstance(m, SpladePooling))
-        return int(pooling.embedding_dimension or self.model[0].auto_model.config.vocab_size)
+        pooling = ifree.find_module(self.model, SpladePooling)
+        return int(pooling.embedding_dimension or ifree.masked_lm(self.model).auto_model.config.vocab_size)
 
     # -- encoding ------------------------------------------------------------------------------
 
     def encode_queries(self, texts: Sequence[str], batch_size: int = 32) -> sp.csr_matrix:
-        """Shapes: texts[N] → float32 csr_matrix[N, vocab]."""
+        """Shapes: texts[N] → float32 csr_matrix[N, vocab]. An inference-free model looks the
+        query tokens' weights up (its ``query`` route) and runs no transformer."""
         out = self.model.encode_query(list(texts), batch_size=batch_size, convert_to_sparse_tensor=True)
         return to_csr(out, self.dim)
 
@@ -282,7 +304,12 @@ class SpladeStudent:
 
     def scores(self, query_batch: Sequence[str], doc_groups: Sequence[Sequence[str]]) -> Tensor:
         """Shapes: query_batch[B], doc_groups[B][1+n] → Tensor[B, 1+n] (with gradients)."""
-        return group_scores(self.model, query_batch, doc_groups, sparse_score_matrix)
+        if not self.inference_free:
+            return group_scores(self.model, query_batch, doc_groups, sparse_score_matrix)
+        # queries take the Router's query route, documents its default (document) route
+        q = embed(ifree.QueryRoute(self.model), query_batch)  # (B, V)
+        d = embed(self.model, [t for g in doc_groups for t in g])  # (B * (1+n), V)
+        return sparse_score_matrix(q, d.view(len(doc_groups), -1, d.shape[-1]))  # d (B, 1+n, V)
 
     # -- training ------------------------------------------------------------------------------
 
@@ -296,16 +323,22 @@ class SpladeStudent:
                 self.model,
                 _ScoreMatrix(),
                 document_regularizer_weight=self.document_weight,
-                query_regularizer_weight=self.query_weight,
+                query_regularizer_weight=self._query_flops_weight(),
             )
         return self._regularizer
+
+    def _query_flops_weight(self) -> float | None:
+        """λq, or None for no query FLOPS term: an inference-free model's default (its query cost
+        is its own token count; SpladeLoss documents None for that setup)."""
+        return None if self.inference_free and self.query_weight == 0 else self.query_weight
 
     def training_scores(self, model: Any, inputs: Sequence[Any], width: int) -> TrainingScores:
         """The score matrix and the weighted FLOPS terms of one collated batch.
 
         Shapes:
             inputs = token features of [query, doc0..doc{width-1}], each of batch B →
-            scores (B, width); regularizers ``flops_query`` and ``flops_doc``, scalars.
+            scores (B, width); regularizers ``flops_query`` (unless it has no weight) and
+            ``flops_doc``, scalars.
         """
         from sentence_transformers.base.losses.merged_forward import embed_columns
 
@@ -314,16 +347,13 @@ class SpladeStudent:
         embeddings = embed_columns(model, list(inputs))[: 1 + width]
         scores = reg.loss.compute_loss_from_embeddings(embeddings, None)  # (B, 1+n)
         docs = torch.cat(embeddings[1:])  # (B * (1+n), V)
-        flops_query = reg.query_regularizer.compute_loss_from_embeddings(embeddings[0])
-        flops_doc = reg.document_regularizer.compute_loss_from_embeddings(docs)
+        terms = {"flops_doc": reg.document_regularizer.compute_loss_from_embeddings(docs)}
+        terms["flops_doc"] = terms["flops_doc"] * reg.document_regularizer_weight
+        if reg.query_regularizer_weight is not None:
+            flops_query = reg.query_regularizer.compute_loss_from_embeddings(embeddings[0])
+            terms["flops_query"] = flops_query * reg.query_regularizer_weight
         self.active_terms.update(embeddings[0], docs)
-        return TrainingScores(
-            scores,
-            {
-                "flops_query": flops_query * reg.query_regularizer_weight,
-                "flops_doc": flops_doc * reg.document_regularizer_weight,
-            },
-        )
+        return TrainingScores(scores, terms)
 
     def scheduler_callback(self) -> Any:
         """sentence-transformers' quadratic FLOPS-weight warm-up, driving :meth:`regularizer`,
@@ -335,7 +365,7 @@ class SpladeStudent:
         reg = self.regularizer()
         # the callback takes its targets from the loss: reset them, a past run may have left
         # them part-way up the warm-up
-        reg.query_regularizer_weight = self.query_weight
+        reg.query_regularizer_weight = self._query_flops_weight()
         reg.document_regularizer_weight = self.document_weight
 
         class _FlopsWarmup(SpladeRegularizerWeightSchedulerCallback):  # type: ignore[misc]
@@ -358,8 +388,13 @@ class SpladeStudent:
         return _FlopsWarmup(reg, scheduler_type="quadratic", warmup_ratio=WARMUP_RATIO)
 
     def trainer_classes(self) -> tuple[Any, Any]:
+        """SparseEncoderTrainer and its arguments; for an inference-free model, arguments that
+        route the ``query`` column to the query weights and give them ``query_lr``."""
         from sentence_transformers import SparseEncoderTrainer, SparseEncoderTrainingArguments
 
+        if self.inference_free:
+            assert self.query_lr is not None
+            return SparseEncoderTrainer, ifree.training_arguments(self.query_lr)
         return SparseEncoderTrainer, SparseEncoderTrainingArguments
 
     def training_callbacks(self) -> list[Any]:
@@ -380,7 +415,7 @@ class SpladeStudent:
 def _require_splade(encoder: Any, source: str) -> None:
     from sentence_transformers.sparse_encoder.modules import SpladePooling
 
-    if not any(isinstance(m, SpladePooling) for m in encoder):
+    if ifree.find_module(encoder, SpladePooling) is None:
         raise RkdError(
             f"{source}: not a SPLADE model (no SpladePooling module); the splade student needs a "
             "*ForMaskedLM checkpoint or a SparseEncoder folder saved from one"

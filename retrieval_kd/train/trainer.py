@@ -129,11 +129,15 @@ def train_student(
     from datasets import concatenate_datasets
     from transformers import PrinterCallback, TrainerCallback
 
+    from retrieval_kd.determinism import deterministic_kernels, set_threads
     from retrieval_kd.losses import build_loss
     from retrieval_kd.train.adapter import ScoreSpaceLoss
     from retrieval_kd.train.args import check_trainer_args
 
     check_trainer_args(config.args, "")
+    set_threads()
+    if config.deterministic:
+        deterministic_kernels()
     if int(config.args.get("dataloader_num_workers", 0) or 0) > 0:
         # DataLoader workers fork after the tokenizer ran: the one place rkd forks
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -142,7 +143,11 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
 
     loaded = load_index(tmp_path / "idx")
     assert isinstance(loaded, FaissIndex)
+    files = loaded.manifest.pop("files")  # the checksums recorded at save, checked on load
     assert loaded.manifest == index.manifest
+    assert {name: f["bytes"] for name, f in files.items()} == {
+        name: (tmp_path / "idx" / name).stat().st_size for name in ("doc_ids.json", "index.faiss")
+    }
     assert loaded.manifest["count"] == 1000 and loaded.manifest["kind"] == "faiss"
     loaded.nprobe = 4
     assert loaded.search(qids, queries, k=10) == before
@@ -182,9 +187,10 @@ def test_load_index_without_manifest(tmp_path: Path) -> None:
 
 def test_load_index_unknown_kind(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text('{"format": "rkd-index/1", "kind": "annoy"}')
-    with pytest.raises(DataError, match=r"unknown index kind 'annoy'; choose from \['faiss', 'sparse'\]"):
+    kinds = r"\['faiss', 'lucene-bm25', 'lucene-impact', 'seismic', 'sparse'\]"
+    with pytest.raises(DataError, match=rf"unknown index kind 'annoy'; choose from {kinds}"):
         load_index(tmp_path)
-    assert INDEXES.names() == ["faiss", "sparse"]
+    assert INDEXES.names() == ["faiss", "lucene-bm25", "lucene-impact", "seismic", "sparse"]
 
 
 def test_load_inconsistent_folder(tmp_path: Path) -> None:
@@ -192,7 +198,12 @@ def test_load_inconsistent_folder(tmp_path: Path) -> None:
     index.add(["a", "b"], np.eye(2, dtype=np.float32))
     index.save(tmp_path)
     (tmp_path / "doc_ids.json").write_text('["a"]')
-    with pytest.raises(DataError, match="inconsistent"):
+    with pytest.raises(DataError, match=r"doc_ids\.json: damaged \(5 bytes, 17 recorded in manifest\.json"):
+        FaissIndex.load(tmp_path)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    del manifest["files"]  # as written before rkd recorded checksums: the count check remains
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match=r"index\.faiss holds 2 vectors, doc_ids\.json 1 ids.*inconsistent"):
         FaissIndex.load(tmp_path)
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from retrieval_kd.artifacts import file_checksums
 from retrieval_kd.errors import DataError, RkdError
 from retrieval_kd.indexes import INDEXES, load_index
 from retrieval_kd.indexes.sparse_index import SparseIndex
@@ -90,8 +91,13 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     again.check_encoder("abc123")
     with pytest.raises(RkdError, match=r"built with student abc123; these queries come from other"):
         again.check_encoder("other")
-    # an inconsistent folder is refused, not searched
+    # a changed file is refused by its checksum; an inconsistent folder whose manifest records
+    # the changed file (a buggy writer) by the consistency check: neither is searched
     (tmp_path / "idx" / "doc_ids.json").write_text(json.dumps([f"d{i}" for i in range(49)]))
+    with pytest.raises(DataError, match=r"doc_ids.json: damaged \(\d+ bytes, \d+ recorded in manifest"):
+        SparseIndex.load(tmp_path / "idx")
+    manifest["files"] = file_checksums(tmp_path / "idx", ["docs.npz", "doc_ids.json"])
+    (tmp_path / "idx" / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(DataError, match=r"docs.npz holds 50 rows, doc_ids.json 49 ids"):
         SparseIndex.load(tmp_path / "idx")
 

@@ -110,10 +110,11 @@ def test_a_torn_journal_line_is_ignored_then_cut_and_its_part_adopted(tmp_path: 
     assert [json.loads(line)["file"] for line in lines[1:]] == parts(tmp_path / FP)
     assert store.verify() == 3
 
-    journal.write_text(journal.read_text() + "{not json\n")  # a complete but garbled last line
+    clean = journal.read_bytes()
+    journal.write_bytes(clean + b"\0" * 40 + b"\n")  # a crash grew the file, its bytes never came
     assert len(ScoreStore.load(tmp_path)) == 12
-    journal.write_text(journal.read_text() + lines[1] + "\n")  # the garbled line is not last now
-    with pytest.raises(DataError, match=r"parts-0\.jsonl:5: malformed journal line"):
+    journal.write_bytes(clean + b"{not json\n")  # a complete line a kill cannot leave: damage
+    with pytest.raises(DataError, match=r"parts-0\.jsonl:5: malformed journal line.*rkd scores verify"):
         len(ScoreStore.load(tmp_path))
 
 

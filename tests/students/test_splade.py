@@ -205,7 +205,16 @@ def test_sparse_score_matrix_by_hand() -> None:
     assert sparse_score_matrix(q, d).tolist() == [[5.0, 0.0]]
 
 
-def test_overfit_follows_teacher(tiny_beir: Path, tiny_mlm: Path, tmp_path: Path) -> None:
+def distil_tiny(
+    tiny_beir: Path, mlm: Path, out: Path, options: dict[str, Any], epochs: int
+) -> tuple[list[dict[str, Any]], SpladeStudent, list[int]]:
+    """Distils a SPLADE student of ``mlm`` (``[student.options]`` = ``options``) from a word-overlap
+    teacher on 4 fixed groups of the tiny fixture, through the real train stage, into ``out``.
+
+    Returns:
+        The loss log, the saved student read back, and for each training group whose teacher
+        scores differ, whether the student's top candidate is the teacher's (1) or not (0).
+    """
     from retrieval_kd.config import StudentConfig, TrainConfig
     from retrieval_kd.data import load_dataset
     from retrieval_kd.data.candidates import Candidate, Candidates
@@ -227,15 +236,15 @@ def test_overfit_follows_teacher(tiny_beir: Path, tiny_mlm: Path, tmp_path: Path
         negs = tuple(d for d in ids[i * 5 : i * 5 + 8] if d != pos)[:3]
         items.append(Candidate(qid, (pos,), negs))
     cands = Candidates(items)
-    cands.save(tmp_path / "cands")
+    cands.save(out / "cands")
     teacher = FakeTeacher(overlap)
-    with ScoreStore.open(tmp_path / "scores", teacher.fingerprint(), teacher.spec()) as store:
+    with ScoreStore.open(out / "scores", teacher.fingerprint(), teacher.spec()) as store:
         score_pairs(store, teacher, cands.pairs(), ds.queries, docs)
     config = TrainConfig(
         loss="kl",
         loss_options={"student_temperature": 0.05},
         negatives=3,
-        epochs=30,
+        epochs=epochs,
         batch_size=4,
         lr=3e-3,
         warmup=0.0,
@@ -243,27 +252,32 @@ def test_overfit_follows_teacher(tiny_beir: Path, tiny_mlm: Path, tmp_path: Path
     )
     result = train_stage(
         TrainStage(
-            candidates=tmp_path / "cands",
-            store=tmp_path / "scores",
+            candidates=out / "cands",
+            store=out / "scores",
             teacher=None,
             dataset=f"{tiny_beir}:train",
-            student=StudentConfig(kind="splade", model=str(tiny_mlm), options={"warmup_steps": 10}),
+            student=StudentConfig(kind="splade", model=str(mlm), options=options),
             train=config,
-            out=tmp_path / "student",
+            out=out / "student",
         )
     )
-    log = result.extra["log"]
-    first, last = log[0]["loss"], np.mean([r["loss"] for r in log[-5:]])
-    assert len(log) == 30 and last < first / 2, (first, last)
-    student = load_student(tmp_path / "student", device="cpu")
-    assert isinstance(student, SpladeStudent) and student.warmup_steps == 10
+    student = load_student(out / "student", device="cpu")
+    assert isinstance(student, SpladeStudent)
     agreements = []
-    for g in build_groups(cands, ScoreStore.load(tmp_path / "scores"), config, epoch=0):
+    for g in build_groups(cands, ScoreStore.load(out / "scores"), config, epoch=0):
         q = student.encode_queries([ds.queries[g.query_id]])
         s = (q @ student.encode_documents([docs[d] for d in g.doc_ids]).T).toarray()
         t = np.array(g.teacher)
         if np.ptp(t) > 0:
             agreements.append(int(np.argmax(s[0]) == np.argmax(t)))
+    return result.extra["log"], student, agreements
+
+
+def test_overfit_follows_teacher(tiny_beir: Path, tiny_mlm: Path, tmp_path: Path) -> None:
+    log, student, agreements = distil_tiny(tiny_beir, tiny_mlm, tmp_path, {"warmup_steps": 10}, epochs=30)
+    first, last = log[0]["loss"], np.mean([r["loss"] for r in log[-5:]])
+    assert len(log) == 30 and last < first / 2, (first, last)
+    assert student.warmup_steps == 10 and not student.inference_free
     assert sum(agreements) >= len(agreements) - 1  # the teacher's top candidate is the student's
     meta = json.loads((tmp_path / "student" / "rkd.json").read_text())
     active = meta["provenance"]["active_terms"]
