@@ -15,19 +15,19 @@ Columns: build time, queries per second (best of ``--repeats``), speed ratio aga
 baseline, and the mean top-k overlap with the exact index over the float weights and with the
 exact index over the quantised weights (the agreement the Lucene index must reach: 0.99).
 
-A further engine is one entry in :data:`ENGINES`: a name and a function ``(student fingerprint,
-options) -> Index`` plus the weights it indexes (float or quantised).
+A further engine is one entry in :data:`ENGINES`: a name, a function ``(student fingerprint,
+threads) -> Index`` and the weights it indexes (float or quantised). The vectors are encoded (or
+read from ``--vectors``) by ``seismic_vs_exact.py``'s ``encoded``, so both scripts share a folder.
 
 Run::
 
-    python benchmarks/sparse_engines.py                           # SciFact test, SPLADE-tiny, k=10
+    python benchmarks/sparse_engines.py --vectors /tmp/scifact-splade   # SciFact test, SPLADE-tiny, k=10
     python benchmarks/sparse_engines.py --dataset tests/data/tiny_beir --repeats 1   # smoke run
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from collections.abc import Callable
@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from rich.console import Console
 from rich.table import Table
+from seismic_vs_exact import encoded, recall  # the script beside this one (its folder is on sys.path)
 
 from retrieval_kd.indexes.lucene_impact import quantize
 from retrieval_kd.protocols import Index
@@ -85,58 +85,16 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def overlap(run: Run, reference: Run, k: int) -> float:
-    """Mean |top-k ∩ reference top-k| / |reference top-k| over the queries (1.0 = the same sets)."""
-    values = []
-    for qid, ref in reference.items():
-        want = set(list(ref)[:k])
-        if want:
-            values.append(len(set(list(run.get(qid, {}))[:k]) & want) / len(want))
-    return float(np.mean(values))
-
-
-def encode(args: argparse.Namespace, student: Any) -> tuple[list[str], Any, list[str], Any, float | None]:
-    """``(doc ids, docs [N, V], query ids, queries [Q, V], encoding seconds)``, read back from
-    ``--vectors`` (encoding seconds None) when it holds this dataset encoded by this student."""
-    import scipy.sparse as sp
-
-    from retrieval_kd.data import load_dataset
-
-    key = {"dataset": args.dataset, "student": student.fingerprint()}
-    folder = args.vectors
-    if (
-        folder is not None
-        and (folder / "key.json").is_file()
-        and json.loads((folder / "key.json").read_text()) == key
-    ):
-        ids = json.loads((folder / "ids.json").read_text())
-        docs, queries = sp.load_npz(folder / "docs.npz"), sp.load_npz(folder / "queries.npz")
-        return ids["docs"], docs, ids["queries"], queries, None
-    dataset = load_dataset(args.dataset)
-    doc_ids, qids = list(dataset.docs), list(dataset.queries)
-    t0 = time.perf_counter()
-    docs = student.encode_documents([dataset.docs[d].full_text() for d in doc_ids])
-    seconds = time.perf_counter() - t0
-    queries = student.encode_queries([dataset.queries[q] for q in qids])
-    if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
-        sp.save_npz(folder / "docs.npz", docs)
-        sp.save_npz(folder / "queries.npz", queries)
-        (folder / "ids.json").write_text(json.dumps({"docs": doc_ids, "queries": qids}))
-        (folder / "key.json").write_text(json.dumps(key))
-    return doc_ids, docs, qids, queries, seconds
-
-
 def main() -> None:
     args = parse_args()
     console = Console()
     from retrieval_kd.students import open_student
 
     student = open_student(args.model, "splade")
-    doc_ids, docs, qids, queries, seconds = encode(args, student)
-    took = f"encoded in {seconds:.0f} s" if seconds is not None else f"read from {args.vectors}"
+    # the same vectors (and the same --vectors folder) as the Seismic benchmark beside this one
+    doc_ids, docs, qids, queries = encoded(args, console)
     console.print(
-        f"{args.dataset}: {len(doc_ids)} docs ({docs.nnz / len(doc_ids):.1f} terms each, {took}), "
+        f"{args.dataset}: {len(doc_ids)} docs ({docs.nnz / len(doc_ids):.1f} terms each), "
         f"{len(qids)} queries ({queries.nnz / len(qids):.1f} terms); k={args.k}"
     )
     q_docs, q_queries = quantize(docs, args.scale), quantize(queries, args.scale, "query")
@@ -167,7 +125,7 @@ def main() -> None:
     for name, build_s, search_s, run in rows:
         cells = [f"{len(qids) / search_s:,.0f}", f"{base / search_s:.3g}×" if base else "–"]
         for ref in ("sparse", "sparse (quantised)"):
-            cells.append(f"{overlap(run, by_name[ref], args.k):.4f}" if ref in by_name else "–")
+            cells.append(f"{recall(run, by_name[ref], args.k):.4f}" if ref in by_name else "–")
         table.add_row(name, f"{build_s:.1f}", *cells)
     console.print(table)
 

@@ -39,7 +39,7 @@ INSTALL_HINT = "pip install 'retrieval-kd[lucene]'"
 VECTOR_OPTION = "--add-modules=jdk.incubator.vector"
 VECTOR_MODULE = "jdk.incubator.vector"
 # where pyjnius finds the JVM library inside a Java home, per platform
-_LIBJVM = ("lib/server/libjvm.so", "lib/server/libjvm.dylib", "bin/server/jvm.dll", "lib/libjli.dylib")
+_LIBJVM = ("lib/server/libjvm.so", "lib/server/libjvm.dylib", "bin/server/jvm.dll")
 _VERSION = re.compile(r"^(?:1\.)?(\d+)")
 
 

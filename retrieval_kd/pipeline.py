@@ -72,7 +72,15 @@ def run_recipe(
     Returns:
         The report, with ``"stages"``: each stage's name → whether it ran.
     """
+    from retrieval_kd.students import STUDENTS, needs_model
+
     c = config
+    if not needs_model(c.student.kind):  # refused before mining and scoring spend anything
+        trainable = [k for k in STUDENTS if needs_model(k)]
+        raise ConfigError(
+            f"{c.source}: [student].kind = {c.student.kind!r} has no weights to train; "
+            f"choose from {trainable}"
+        )
     set_threads()
     train_data = carve_spec(c.data.train, "train", c.data.dev)
     if eval_on == "test":
