@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import math
 import os
 import shutil
 import sys
@@ -81,14 +82,17 @@ def _check_options(options: Mapping[str, Any]) -> dict[str, Any]:
         value = merged[name]
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise RkdError(f"seismic index option {name} must be an integer >= {low}, got {value!r}")
-    for name, ok, bounds in (
-        ("centroid_fraction", lambda v: 0 < v <= 1, "in (0, 1]"),
-        ("summary_energy", lambda v: 0 < v <= 1, "in (0, 1]"),
-        ("max_fraction", lambda v: v > 0, "> 0"),
-        ("heap_factor", lambda v: v >= 0, ">= 0"),
+    # (name, lowest, highest, whether the lowest itself is allowed)
+    for name, lo, hi, closed in (
+        ("centroid_fraction", 0.0, 1.0, False),
+        ("summary_energy", 0.0, 1.0, False),
+        ("max_fraction", 0.0, math.inf, False),
+        ("heap_factor", 0.0, math.inf, True),
     ):
         value = merged[name]
-        if not isinstance(value, int | float) or isinstance(value, bool) or not ok(value):
+        bounds = f"in ({lo:g}, {hi:g}]" if hi < math.inf else f"{'>=' if closed else '>'} {lo:g}"
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if not numeric or not (lo <= value if closed else lo < value) or value > hi:
             raise RkdError(f"seismic index option {name} must be a number {bounds}, got {value!r}")
         merged[name] = float(value)
     if not isinstance(merged["sorted"], bool):
@@ -241,18 +245,19 @@ class SeismicIndex:
     # -- searching -----------------------------------------------------------------------------
 
     def search(self, query_ids: Sequence[str], query_reps: Any, k: int) -> Run:
-        """The ``k`` best documents per query that Seismic finds, by dot product; ties by doc id.
+        """Up to ``k`` documents per query, as Seismic finds them (one batch search, on Rayon's
+        threads), best dot product first, equal scores by doc id.
 
         Shapes:
-            query_ids[Q], query_reps csr_matrix (or array) float32[Q, vocab] → Run with at most
-            k docs per query, only documents sharing a term with the query.
+            query_ids[Q], query_reps float32[Q, vocab] (CSR or array) → Run; a query sharing no
+            term with the corpus gets ``{}``.
         """
-        query_ids = [str(q) for q in query_ids]
-        if not self.doc_ids:
-            return {qid: {} for qid in query_ids}
-        queries = self._csr(query_reps, len(query_ids), "query")
         if k < 1:
             raise RkdError(f"k must be at least 1, got {k}")
+        query_ids = [str(q) for q in query_ids]
+        if not self.doc_ids:  # nothing to build an index of
+            return {q: {} for q in query_ids}
+        queries = self._csr(query_reps, len(query_ids), "query")
         self.build()
         string = _seismic().get_seismic_string()
         terms = queries.indices.astype(string)

@@ -41,7 +41,7 @@ def routes(model: Any) -> dict[str, list[Any]]:
         return {}
     first = model[0]
     if isinstance(first, Router):
-        return {name: list(modules) for name, modules in first.sub_modules.items()}
+        return {name: [*modules.children()] for name, modules in first.sub_modules.items()}
     return {"": list(model)}
 
 

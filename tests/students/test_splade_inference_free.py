@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-# the seeded tiny masked LM that the SPLADE tests build (tests/students is on sys.path)
-from test_splade import distil_tiny, tiny_mlm_folder
+# the full SPLADE tests' distillation run (tests/students is on sys.path); the tiny masked LM
+# (conftest.py) has every word used here in its vocabulary
+from test_splade import distil_tiny
 
 from retrieval_kd.errors import RkdError
 from retrieval_kd.students import build_student, load_student
@@ -24,21 +24,6 @@ from retrieval_kd.students.splade import SpladeStudent, to_csr
 
 QUERIES = ["why does iron rust", "how does yeast make bread rise"]
 DOCS = ["paint protects iron from rust", "yeast makes bread dough rise"]
-
-
-@pytest.fixture(scope="session")
-def _mlm_master(tmp_path_factory: pytest.TempPathFactory, tiny_beir: Path) -> Path:
-    texts = [
-        json.loads(line)[field]
-        for name, field in (("corpus.jsonl", "text"), ("queries.jsonl", "text"), ("corpus.jsonl", "title"))
-        for line in (tiny_beir / name).read_text().splitlines()
-    ]
-    return tiny_mlm_folder(tmp_path_factory.mktemp("mlm") / "mlm", [*texts, *QUERIES, *DOCS])
-
-
-@pytest.fixture
-def tiny_mlm(_mlm_master: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(_mlm_master, tmp_path / "mlm"))
 
 
 def count_forwards(module: torch.nn.Module) -> list[int]:
