@@ -26,9 +26,12 @@ def test_beir_folder_counts_and_records(tiny_beir: Path) -> None:
 
 
 def test_cranfield_shared_folder() -> None:
-    from conftest import SHARED
+    import os
 
-    folder = SHARED / "beir" / "cranfield"
+    # the root conftest's SHARED, computed here: `import conftest` finds whichever conftest
+    # module pytest loaded last (tests/students has one too)
+    shared = Path(os.environ.get("RKD_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
+    folder = shared / "beir" / "cranfield"
     ds = load_dataset(str(folder))
     assert (len(ds.docs), len(ds.queries), sum(len(v) for v in ds.qrels.values())) == (1400, 225, 1612)
 
