@@ -106,14 +106,9 @@ class LuceneImpactIndex(LuceneIndex):
         return self
 
     def _quantized(self, reps: Any, n: int, noun: str) -> sp.csr_matrix:
-        from retrieval_kd.indexes.sparse_index import check_shape
+        from retrieval_kd.indexes.sparse_index import shaped
 
-        matrix = quantize(reps, self.scale, noun)
-        if noun == "document" and self.dim == 0:
-            self.dim = int(matrix.shape[1])
-            self.manifest["dim"] = self.dim
-        check_shape(matrix, self.dim, n, noun)
-        return matrix
+        return shaped(self, quantize(reps, self.scale, noun), n, noun)
 
     def records(self, doc_ids: Sequence[str], reps: Any) -> list[dict[str, Any]]:
         """Shapes: doc_ids[N], reps csr_matrix float[N, vocab] → N ``{"id", "vector"}`` records."""

@@ -39,7 +39,7 @@ import numpy as np
 
 from retrieval_kd.errors import DataError, RkdError
 from retrieval_kd.indexes._folder import FORMAT, check_encoder, read_index_folder, write_index_folder
-from retrieval_kd.indexes.sparse_index import as_csr
+from retrieval_kd.indexes.sparse_index import as_csr, shaped
 from retrieval_kd.types import Run
 
 logger = logging.getLogger(__name__)
@@ -182,15 +182,7 @@ class SeismicIndex:
 
     def _csr(self, reps: Any, n: int, noun: str) -> Any:
         """``reps`` as CSR, shaped ``[n, dim]`` (the first documents set ``dim``)."""
-        matrix = as_csr(reps, noun)
-        if noun == "document" and not self.dim:
-            self.dim = self.manifest["dim"] = int(matrix.shape[1])
-        if matrix.shape != (n, self.dim):
-            raise RkdError(
-                f"{n} {noun} ids and {noun} vectors of shape {tuple(matrix.shape)}; this index needs "
-                f"[{n}, {self.dim}] (a dimension mismatch: were they encoded by the same student?)"
-            )
-        return matrix
+        return shaped(self, as_csr(reps, noun), n, noun)
 
     def _variant(self, name: str) -> Any:
         """Seismic's class ``name`` (``SeismicDataset``, ``SeismicIndex``), or its large-vocabulary

@@ -58,6 +58,16 @@ def check_shape(matrix: sp.csr_matrix, dim: int, n: int, noun: str) -> None:
         raise RkdError(f"{n} {noun} ids but {matrix.shape[0]} {noun} vectors")
 
 
+def shaped(index: Any, matrix: sp.csr_matrix, n: int, noun: str) -> sp.csr_matrix:
+    """``matrix`` once it fits ``index``: the first documents set ``index.dim`` (and the
+    manifest's ``dim``); every later batch, and every query batch, must match it
+    (:func:`check_shape`). Shared by the sparse, Seismic and Lucene impact indexes."""
+    if noun == "document" and not index.dim and matrix.shape[1] > 0:
+        index.dim = index.manifest["dim"] = int(matrix.shape[1])
+    check_shape(matrix, index.dim, n, noun)
+    return matrix
+
+
 def top_k(cols: np.ndarray, scores: np.ndarray, k: int, rank: np.ndarray) -> np.ndarray:
     """Positions of the ``k`` best entries by score, ties by ``rank`` (the doc id's sorted place).
 
@@ -139,12 +149,7 @@ class SparseIndex:
     # -- building ------------------------------------------------------------------------------
 
     def _check(self, reps: Any, n: int, noun: str) -> sp.csr_matrix:
-        matrix = as_csr(reps, noun)
-        if self.dim == 0 and matrix.shape[1] > 0 and noun == "document":
-            self.dim = int(matrix.shape[1])
-            self.manifest["dim"] = self.dim
-        check_shape(matrix, self.dim, n, noun)
-        return matrix
+        return shaped(self, as_csr(reps, noun), n, noun)
 
     def add(self, doc_ids: Sequence[str], reps: Any) -> None:
         """Adds documents.

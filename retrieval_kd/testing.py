@@ -132,21 +132,21 @@ class FakeEncoder:
         raise RkdError("FakeEncoder cannot be saved")
 
 
-def tiny_bert_folder(
-    path: Path, texts: Sequence[str], seed: int = 0, layers: int = 2, hidden: int = 32
-) -> Path:
-    """Writes a seeded random BERT (mean pooling, normalised) whose vocabulary holds every word
-    of ``texts``, as a sentence-transformers folder; returns ``path``."""
+def _random_bert(path: Path, texts: Sequence[str], seed: int, layers: int, hidden: int, mlm: bool) -> None:
+    """A seeded random BERT (``BertForMaskedLM`` when ``mlm``, else ``BertModel``) and its
+    tokenizer in ``path``; the vocabulary holds every word of ``texts``."""
     import torch
-    from sentence_transformers import SentenceTransformer, models  # type: ignore[attr-defined]
-    from transformers import BertConfig, BertModel, BertTokenizerFast  # type: ignore[attr-defined]
+    from transformers import (  # type: ignore[attr-defined]
+        BertConfig,
+        BertForMaskedLM,
+        BertModel,
+        BertTokenizerFast,
+    )
 
     words = sorted({w for t in texts for w in re.findall(r"\w+|[^\w\s]", t.lower())})
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
     path.mkdir(parents=True, exist_ok=True)
-    hf = path / "hf"
-    hf.mkdir(exist_ok=True)
-    (hf / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
     torch.manual_seed(seed)
     config = BertConfig(
         vocab_size=len(vocab),
@@ -158,8 +158,26 @@ def tiny_bert_folder(
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,
     )
-    BertModel(config).save_pretrained(hf)
-    BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True).save_pretrained(hf)
+    (BertForMaskedLM if mlm else BertModel)(config).save_pretrained(path)
+    BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True).save_pretrained(path)
+
+
+def tiny_mlm_folder(path: Path, texts: Sequence[str], seed: int = 0, hidden: int = 32) -> Path:
+    """A seeded 2-layer ``BertForMaskedLM`` folder (what a SPLADE student starts from) whose
+    vocabulary holds every word of ``texts``; returns ``path``."""
+    _random_bert(path, texts, seed, 2, hidden, mlm=True)
+    return path
+
+
+def tiny_bert_folder(
+    path: Path, texts: Sequence[str], seed: int = 0, layers: int = 2, hidden: int = 32
+) -> Path:
+    """Writes a seeded random BERT (mean pooling, normalised) whose vocabulary holds every word
+    of ``texts``, as a sentence-transformers folder; returns ``path``."""
+    from sentence_transformers import SentenceTransformer, models  # type: ignore[attr-defined]
+
+    hf = path / "hf"
+    _random_bert(hf, texts, seed, layers, hidden, mlm=False)
     transformer = models.Transformer(str(hf), max_seq_length=64)
     pooling = models.Pooling(hidden, pooling_mode="mean")
     st = SentenceTransformer(modules=[transformer, pooling, models.Normalize()], device="cpu")

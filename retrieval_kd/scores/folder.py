@@ -363,3 +363,22 @@ def quarantine(folder: Path, file: Path) -> None:
     with contextlib.suppress(OSError):
         fsync_dir(target_dir)
     fsync_dir(folder)
+
+
+def check_parts(path: Path, kind: Kind) -> int:
+    """Re-reads every journaled part of the teacher folder ``path``; sets nothing aside.
+
+    Returns:
+        The number of parts checked.
+
+    Raises:
+        RkdError: a part is missing, truncated or altered; the message names every such file.
+    """
+    read = [got for _, got in journaled_parts(path, kind)]
+    bad = [str(got) for got in read if isinstance(got, DamagedPart)]
+    if bad:
+        raise RkdError(
+            f"score store {path} is damaged: {', '.join(bad)}; run `rkd scores verify "
+            f"{path.parent}` to set those parts aside, so their pairs are scored again"
+        )
+    return len(read)

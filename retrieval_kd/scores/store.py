@@ -273,25 +273,10 @@ class ScoreStore:
         return self._view().table
 
     def verify(self) -> int:
-        """Re-reads every journaled part of every writer against its recorded checksum.
-
-        Unlike a read, this never sets anything aside: it reports (``rkd scores verify``
-        repairs).
-
-        Returns:
-            The number of parts checked.
-
-        Raises:
-            RkdError: a part is missing, truncated or altered; the message names every such file.
-        """
-        read = [got for _, got in folder.journaled_parts(self.path, self._kind)]
-        bad = [str(got) for got in read if isinstance(got, DamagedPart)]
-        if bad:
-            raise RkdError(
-                f"score store {self.path} is damaged: {', '.join(bad)}; run `rkd scores verify "
-                f"{self.path.parent}` to set those parts aside, so their pairs are scored again"
-            )
-        return len(read)
+        """Re-reads every journaled part against its checksum and returns how many; raises naming
+        every damaged one (:func:`~retrieval_kd.scores.folder.check_parts`; ``rkd scores verify``
+        repairs)."""
+        return folder.check_parts(self.path, self._kind)
 
     # -- writing ----------------------------------------------------------------------------
 

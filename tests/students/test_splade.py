@@ -14,7 +14,8 @@ import torch
 
 from retrieval_kd.errors import RkdError
 from retrieval_kd.students import STUDENTS, build_student, load_student
-from retrieval_kd.students.splade import SpladeStudent, sparse_score_matrix
+from retrieval_kd.students.sparse_vectors import sparse_score_matrix
+from retrieval_kd.students.splade import SpladeStudent
 
 
 def columns(*tensors: list[list[float]]) -> list[dict[str, torch.Tensor]]:
@@ -127,7 +128,7 @@ def test_options_are_checked(tiny_mlm: Path) -> None:
 def test_saved_student_loads_in_plain_sparse_encoder(tiny_mlm: Path, tmp_path: Path) -> None:
     from sentence_transformers import SparseEncoder
 
-    from retrieval_kd.students.splade import to_csr
+    from retrieval_kd.students.sparse_vectors import to_csr
 
     student = build_student("splade", str(tiny_mlm), num_layers=1, device="cpu", query_weight=1e-3)
     assert isinstance(student, SpladeStudent) and student.index_kind == "sparse"

@@ -20,7 +20,8 @@ from test_splade import distil_tiny
 from retrieval_kd.errors import RkdError
 from retrieval_kd.students import build_student, load_student
 from retrieval_kd.students import inference_free as ifree
-from retrieval_kd.students.splade import SpladeStudent, to_csr
+from retrieval_kd.students.sparse_vectors import to_csr
+from retrieval_kd.students.splade import SpladeStudent
 
 QUERIES = ["why does iron rust", "how does yeast make bread rise"]
 DOCS = ["paint protects iron from rust", "yeast makes bread dough rise"]
