@@ -132,10 +132,13 @@ class CompareReport:
 
     Attributes:
         metrics: run name → metric → mean score.
-        p_values: run name → other run name → metric → p-value of the paired test.
-        better_than: run name → metric → the runs it beats with p < ``max_p``.
+        p_values: run name → other run name → metric → raw p-value of the paired test (ranx's).
+        better_than: run name → metric → the runs it beats with an *adjusted* p < ``max_p``.
         max_p: the significance threshold used.
-        stat_test: ranx's test name ("student": paired t-test).
+        stat_test: ranx's test name ("student": paired t-test, "fisher": randomisation).
+        correction: the multiple-comparison correction (:mod:`retrieval_kd.eval.stats`), applied
+            per metric across all pairs of runs.
+        p_adjusted: as ``p_values``, after the correction.
     """
 
     metrics: dict[str, dict[str, float]]
@@ -144,6 +147,18 @@ class CompareReport:
     max_p: float
     stat_test: str = "student"
     run_names: list[str] = field(default_factory=list)
+    correction: str = "none"
+    p_adjusted: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+
+    def legend(self) -> str:
+        """One line saying what the letters mean, naming the test and the correction."""
+        test = STAT_TESTS.get(self.stat_test, self.stat_test)
+        pairs = len(self.run_names) * (len(self.run_names) - 1) // 2
+        fix = "no correction" if self.correction == "none" else f"{self.correction.capitalize()}-corrected"
+        return (
+            f"letters: significantly better than that row ({test}, p < {self.max_p}, "
+            f"{fix} across {pairs} pairs per metric)"
+        )
 
     def markers(self) -> dict[str, dict[str, str]]:
         """run → metric → superscript letters of the runs it significantly beats (a, b, c, ...).
@@ -157,6 +172,9 @@ class CompareReport:
         }
 
 
+STAT_TESTS = {"student": "paired t-test", "fisher": "Fisher randomisation test"}
+
+
 def compare(
     runs: dict[str, Run],
     qrels: Qrels,
@@ -164,6 +182,7 @@ def compare(
     *,
     max_p: float = 0.05,
     stat_test: str = "student",
+    correction: str = "holm",
     ignore_identical_ids: bool = True,
 ) -> CompareReport:
     """Evaluates two or more runs on the same queries and tests every pair for significance.
@@ -173,11 +192,18 @@ def compare(
         qrels: query id → doc id → graded relevance.
         metrics: metric names, as for :func:`evaluate`.
         max_p: significance threshold.
-        stat_test: a ranx test: "student" (paired t-test), "fisher" (randomisation), "tukey".
+        stat_test: a ranx test: "student" (paired t-test), "fisher" (randomisation).
+        correction: "holm" (default), "bonferroni" or "none", per metric across all pairs.
         ignore_identical_ids: as for :func:`evaluate`.
     """
     import ranx
 
+    from retrieval_kd.eval.stats import CORRECTIONS, adjust
+
+    if stat_test not in STAT_TESTS:
+        raise RkdError(f"unknown significance test {stat_test!r}; choose from {list(STAT_TESTS)}")
+    if correction not in CORRECTIONS:
+        raise RkdError(f"unknown correction {correction!r}; choose from {list(CORRECTIONS)}")
     if len(runs) < 2:
         raise RkdError(f"compare needs at least two runs, got {len(runs)}: {list(runs)}")
     names = list(dict.fromkeys(parse_metric(m) for m in metrics))
@@ -193,13 +219,21 @@ def compare(
     run_names = list(runs)
     scores = {r: {m: float(report.results[r][m]) for m in names} for r in run_names}
     p_values: dict[str, dict[str, dict[str, float]]] = {r: {} for r in run_names}
+    for r in run_names:
+        for o in run_names:
+            if o != r:
+                p_values[r][o] = {m: float(report.comparisons[r, o][m]["p_value"]) for m in names}
+    # one family per metric: every unordered pair of runs (a two-sided test is symmetric)
+    pairs = [(r, o) for i, r in enumerate(run_names) for o in run_names[i + 1 :]]
+    p_adjusted: dict[str, dict[str, dict[str, float]]] = {r: {o: {} for o in p_values[r]} for r in run_names}
+    for m in names:
+        fixed = adjust({(r, o): p_values[r][o][m] for r, o in pairs}, correction)
+        for (r, o), p in fixed.items():
+            p_adjusted[r][o][m] = p_adjusted[o][r][m] = p
     better: dict[str, dict[str, list[str]]] = {r: {m: [] for m in names} for r in run_names}
     for r in run_names:
         for o in run_names:
-            if o == r:
-                continue
-            p_values[r][o] = {m: float(report.comparisons[r, o][m]["p_value"]) for m in names}
             for m in names:
-                if p_values[r][o][m] < max_p and scores[r][m] > scores[o][m]:
+                if o != r and p_adjusted[r][o][m] < max_p and scores[r][m] > scores[o][m]:
                     better[r][m].append(o)
-    return CompareReport(scores, p_values, better, max_p, stat_test, run_names)
+    return CompareReport(scores, p_values, better, max_p, stat_test, run_names, correction, p_adjusted)

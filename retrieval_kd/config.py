@@ -17,8 +17,9 @@ Example:
 
 from __future__ import annotations
 
+import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -36,6 +37,7 @@ __all__ = [
     "SECTIONS",
     "DataConfig",
     "EvalConfig",
+    "EvalSystemConfig",
     "IndexConfig",
     "MineConfigSection",
     "RecipeConfig",
@@ -104,6 +106,9 @@ class TeacherConfig(_Section):
     dtype: Dtype = "float32"
     device: Device = "auto"
     options: Options = Field(default_factory=dict)  # teacher-specific extras
+    # the score store root (default <out>/scores). A store is keyed by the teacher's fingerprint,
+    # so recipes with one teacher share it: a second recipe scores nothing already scored
+    store: Name | None = None
 
 
 class MineConfigSection(_Section):
@@ -115,6 +120,13 @@ class MineConfigSection(_Section):
     batch_size: PositiveInt = 32
     max_seq_length: PositiveInt | None = None
     index: Options = Field(default_factory=dict)  # options for the retriever's index class
+    # candidates folders of other runs to adopt (hard-linked) when they are this exact mining
+    reuse: tuple[Name, ...] = ()
+
+    @field_validator("reuse", mode="before")
+    @classmethod
+    def _reuse_tuple(cls, value: Any) -> Any:
+        return tuple(value) if isinstance(value, list) else value  # TOML arrays are lists
 
 
 class StudentConfig(_Section):
@@ -166,12 +178,43 @@ class IndexConfig(_Section):
     options: Options = Field(default_factory=dict)
 
 
+class EvalSystemConfig(_Section):
+    """One more row of a recipe's comparison (``[[eval.systems]]``), beside the teacher and the
+    student before and after: a model (a student folder, a hub id, or a retriever without
+    weights such as ``"bm25"``) indexed over the eval corpus, or an index folder that records its
+    query encoder. Paths are relative to where ``rkd run`` is started."""
+
+    name: Name
+    model: Name | None = None
+    index: Name | None = None
+    kind: Name | None = None  # the STUDENTS kind to open ``model`` as (default: as saved, or dense)
+    index_kind: Name | None = None
+    index_options: Options = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _one_word(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", value):
+            # it names a folder and a TREC run tag
+            raise ValueError("one word of letters, digits and _ . + - (e.g. 'bm25', 'dense-student')")
+        return value
+
+
 class EvalConfig(_Section):
-    """``[eval]``: metric names as ``rkd eval`` takes them, and the retrieval depth."""
+    """``[eval]``: metric names as ``rkd eval`` takes them, the retrieval depth, more systems to
+    compare, and the paired test with its multiple-comparison correction."""
 
     metrics: tuple[Name, ...] = ("ndcg@10", "recall@100", "mrr@10")
     k: PositiveInt = 100
     max_queries: PositiveInt | None = None
+    systems: tuple[EvalSystemConfig, ...] = ()
+    stat_test: Literal["student", "fisher"] = "student"
+    correction: Literal["holm", "bonferroni", "none"] = "holm"
+
+    @field_validator("systems", mode="before")
+    @classmethod
+    def _systems_tuple(cls, value: Any) -> Any:
+        return tuple(value) if isinstance(value, list) else value
 
     @field_validator("metrics", mode="before")
     @classmethod
@@ -274,13 +317,33 @@ def _expected(error: Any, section: type[BaseModel], field: str) -> str:
     return str(error["msg"]).removeprefix("Input should be ").removeprefix("Value error, ")
 
 
+def _nested(section: type[BaseModel], loc: Sequence[Any]) -> type[BaseModel]:
+    """The model class at ``loc`` inside ``section`` (list positions skipped)."""
+    import typing
+
+    model = section
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        annotation = model.model_fields[str(part)].annotation
+        candidates = [annotation, *typing.get_args(annotation)]
+        model = next(c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel))
+    return model
+
+
 def _translate(error: ValidationError, section: type[BaseModel], where: str) -> ConfigError:
     """The first problem of a section's :class:`ValidationError`, as one line; unknown fields are
     reported together, with the valid names."""
     errors = error.errors(include_url=False)
-    unknown = sorted(str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden")
-    if unknown:
-        return ConfigError(f"{where}: unknown field(s) {unknown}; valid fields: {list(section.model_fields)}")
+    extra = [e["loc"] for e in errors if e["type"] == "extra_forbidden"]
+    if extra:
+        # a nested table ([[eval.systems]]) names its own path and fields
+        parent, model = extra[0][:-1], _nested(section, extra[0][:-1])
+        unknown = sorted(str(loc[-1]) for loc in extra if loc[:-1] == parent)
+        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parent)
+        return ConfigError(
+            f"{where}{path}: unknown field(s) {unknown}; valid fields: {list(model.model_fields)}"
+        )
     first = errors[0]
     field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
     top = str(first["loc"][0]) if first["loc"] else ""
@@ -360,6 +423,7 @@ def validate(config: RecipeConfig, path: Path | str) -> None:
     for registry, value, fieldname in checks:
         if value is not None and value not in registry:
             raise ConfigError(f"{path}: {fieldname} = {value!r} is unknown; choose from {registry.names()}")
+    _check_systems(config, path)
     for metric in config.eval.metrics:
         try:
             parse_metric(metric)
@@ -382,3 +446,26 @@ def validate(config: RecipeConfig, path: Path | str) -> None:
             f"{path}: [mine].negatives: expected an integer >= [train].negatives "
             f"({train.negatives}), got {config.mine.negatives}"
         )
+
+
+def _check_systems(config: RecipeConfig, path: Path | str) -> None:
+    """``[[eval.systems]]``: unique names apart from the recipe's own rows, one source each,
+    known kinds."""
+    from retrieval_kd.indexes import INDEXES
+    from retrieval_kd.pipeline import SYSTEMS
+    from retrieval_kd.students import STUDENTS
+
+    seen = set(SYSTEMS) | {"first_stage"}
+    for i, system in enumerate(config.eval.systems):
+        where = f"{path}: [eval].systems[{i}]"
+        if system.name in seen:
+            raise ConfigError(f"{where}.name: {system.name!r} is taken; the names in use are {sorted(seen)}")
+        seen.add(system.name)
+        if (system.model is None) == (system.index is None):
+            raise ConfigError(f"{where}: give exactly one of 'model' (to index) or 'index' (a folder)")
+        for registry, value, field in (
+            (STUDENTS, system.kind, "kind"),
+            (INDEXES, system.index_kind, "index_kind"),
+        ):
+            if value is not None and value not in registry:
+                raise ConfigError(f"{where}.{field} = {value!r} is unknown; choose from {registry.names()}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ import numpy as np
 
 from retrieval_kd.data.base import Dataset, QrelsCoverage
 from retrieval_kd.errors import RkdError
+from retrieval_kd.eval.cost import LATENCY_QUERIES
 from retrieval_kd.progress import Progress
 from retrieval_kd.protocols import Encoder, Index, Reranker, Student
 from retrieval_kd.types import Qrels, Run
@@ -31,6 +33,7 @@ class EvalResult:
     Attributes:
         coverage: the dataset's judgements that name a query without text (left out of the
             metrics) or a document absent from the corpus (kept: relevant, never retrieved).
+        cost: throughput, latency and size measured in this run (:mod:`retrieval_kd.eval.cost`).
     """
 
     name: str
@@ -38,6 +41,7 @@ class EvalResult:
     run: Run
     index: Index | None = None
     coverage: QrelsCoverage = field(default_factory=QrelsCoverage)
+    cost: dict[str, float | int | None] = field(default_factory=dict)
 
 
 def eval_queries(dataset: Dataset, max_queries: int | None = None) -> dict[str, str]:
@@ -164,30 +168,53 @@ def evaluate_system(
     progress: Progress | None = None,
     index_kind: str | None = None,
     index_options: Mapping[str, Any] | None = None,
+    latency_queries: int = LATENCY_QUERIES,
 ) -> EvalResult:
     """Evaluates ``student`` on ``dataset`` (the eval stage writes what it returns to disk).
 
     An encoder searches ``index`` (which must have been built by it) or, without one, a fresh
     index of the corpus (``index_kind``/``index_options``); a reranker reorders ``first_stage``.
+    The batched pass is timed (QPS), then up to ``latency_queries`` queries are run again one at
+    a time (latency percentiles): :attr:`EvalResult.cost`.
     """
     from retrieval_kd.api import Retriever
+    from retrieval_kd.eval.cost import latencies, parameter_count, summarise
     from retrieval_kd.eval.metrics import evaluate
     from retrieval_kd.indexing import build_index
 
     check_depth(metrics, k)
     queries = eval_queries(dataset, max_queries)
+    probe = list(queries.items())[:latency_queries]
+    started = time.perf_counter()
     if isinstance(student, Encoder) and student.role == "encoder":
         if index is None:
             index = build_index(student, dataset, index_kind, index_options, batch_size, progress=progress)
+            started = time.perf_counter()
         else:
             check_index_corpus(index, dataset)
-        run = Retriever(student, index).search(queries, k=k, batch_size=batch_size)
+        retriever = Retriever(student, index)
+        run = retriever.search(queries, k=k, batch_size=batch_size)
+        seconds = time.perf_counter() - started
+        times = latencies(lambda qid, text: retriever.search({qid: text}, k=k, batch_size=1), probe)
     elif isinstance(student, Reranker):
         if first_stage is None:
             raise RkdError(f"{name}: a reranker needs a first-stage run to rerank (an index or run file)")
-        run = rerank(student, queries, dataset.doc_texts(), first_stage, k, batch_size)
+        docs = dataset.doc_texts()
+        run = rerank(student, queries, docs, first_stage, k, batch_size)
+        seconds = time.perf_counter() - started
+        times = latencies(
+            lambda qid, text: rerank(student, {qid: text}, docs, first_stage, k, batch_size), probe
+        )
     else:
         raise RkdError(f"{name}: student role {student.role!r} is neither 'encoder' nor 'reranker'")
+    encode = index.manifest.get("encode") if index is not None else None
+    cost = summarise(
+        queries=len(queries),
+        seconds=seconds,
+        latency_ms=times,
+        parameters=parameter_count(student),
+        encode=encode if isinstance(encode, Mapping) else None,
+    )
     qrels, coverage = judged_qrels(dataset, queries)
     scores = evaluate(qrels, run, metrics)
-    return EvalResult(name, scores, run, index, coverage)
+    return EvalResult(name, scores, run, index, coverage, cost)

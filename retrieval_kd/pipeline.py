@@ -35,6 +35,7 @@ from retrieval_kd.stages import (
     score_stage,
     train_stage,
 )
+from retrieval_kd.systems import Comparison, System, compare_systems, evaluate_systems
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +121,12 @@ def run_recipe(
                 batch_size=c.mine.batch_size,
                 max_seq_length=c.mine.max_seq_length,
                 index=c.mine.index,
+                reuse=tuple(Path(p) for p in c.mine.reuse),
             ),
             progress,
         ),
     )
+    store = Path(c.teacher.store) if c.teacher.store else out / "scores"
     scored = step(
         "score",
         score_stage(
@@ -132,7 +135,7 @@ def run_recipe(
                 dataset=train_data,
                 teacher=c.teacher.kind,
                 model=c.teacher.model,
-                store=out / "scores",
+                store=store,
                 batch_size=c.teacher.batch_size,
                 max_length=c.teacher.max_length,
                 dtype=c.teacher.dtype,
@@ -149,7 +152,7 @@ def run_recipe(
         train_stage(
             TrainStage(
                 candidates=mined.path,
-                store=out / "scores",
+                store=store,
                 teacher=scored.extra["teacher"],
                 dataset=train_data,
                 student=c.student,
@@ -162,7 +165,7 @@ def run_recipe(
         ),
     )
     models = {"teacher": retriever, "student_before": str(init.path), "student_after": str(trained.path)}
-    rows: dict[str, dict[str, float]] = {}
+    comparison = Comparison()
     for system in SYSTEMS:
         first_stage = system == "teacher"
         indexed = step(
@@ -199,13 +202,47 @@ def run_recipe(
                 progress,
             ),
         )
-        rows[system] = evaluated.extra["metrics"]
-    teacher = rows["teacher"]
+        comparison.add(system, evaluated.extra, eval_dir / system)
+    teacher = comparison.rows["teacher"]
     # The "teacher" row is the dense retriever that mined; it is the teacher itself only when
     # the teacher is that bi-encoder (a cross-encoder teacher reranks, it does not retrieve).
     is_teacher = c.teacher.kind == "bi-encoder" and retriever == c.teacher.model
     if not is_teacher:
-        rows = {("first_stage" if k == "teacher" else k): v for k, v in rows.items()}
+        comparison.rename("teacher", "first_stage")
+    extra = [
+        System(
+            s.name,
+            model=s.model,
+            index=Path(s.index) if s.index else None,
+            student_kind=s.kind,
+            index_kind=s.index_kind,
+            index_options=s.index_options,
+        )
+        for s in c.eval.systems
+    ]
+    evaluate_systems(
+        extra,
+        eval_data,
+        out,
+        metrics=c.eval.metrics,
+        k=c.eval.k,
+        max_queries=c.eval.max_queries,
+        batch_size=c.index.batch_size,
+        progress=progress,
+        say=say if is_main() else (lambda _line: None),
+        into=comparison,
+        eval_root=eval_dir,
+    )
+    significance, files = compare_systems(
+        comparison,
+        eval_data,
+        c.eval.metrics,
+        out,
+        stat_test=c.eval.stat_test,
+        correction=c.eval.correction,
+        stem=report_name.removesuffix(".json").replace("report", "compare"),
+    )
+    rows = comparison.rows
     report = {
         "recipe": c.name,
         "config": c.source,
@@ -217,6 +254,13 @@ def run_recipe(
         }
         if is_teacher
         else {},
+        "cost": comparison.costs,
+        "significance": {
+            "test": c.eval.stat_test,
+            "correction": c.eval.correction,
+            "better_than": significance.better_than if significance is not None else {},
+        },
+        "comparison": {key: str(path) for key, path in files.items()},
         "teacher_fingerprint": scored.extra["teacher"],
         "fingerprints": {
             "mine": mined.fingerprint,

@@ -47,6 +47,7 @@ def test_defaults(tmp_path: Path) -> None:
         "dtype": "float32",
         "device": "auto",
         "options": {},
+        "store": None,
     }
     assert cfg.mine.to_json() == {
         "kind": "dense",
@@ -55,6 +56,7 @@ def test_defaults(tmp_path: Path) -> None:
         "batch_size": 32,
         "max_seq_length": None,
         "index": {},
+        "reuse": [],
     }
     assert cfg.student.to_json() == {
         "kind": "dense",
@@ -87,6 +89,9 @@ def test_defaults(tmp_path: Path) -> None:
         "metrics": ["ndcg@10", "recall@100", "mrr@10"],
         "k": 100,
         "max_queries": None,
+        "systems": [],
+        "stat_test": "student",
+        "correction": "holm",
     }
     assert cfg.eval.metrics == ("ndcg@10", "recall@100", "mrr@10")
     assert RecipeConfig().train == TrainConfig()
@@ -195,13 +200,10 @@ def test_frozen(tmp_path: Path) -> None:
         # registries
         (
             '[teacher]\nkind = "bi"',
-            "[teacher].kind = 'bi' is unknown; choose from ['bi-encoder', 'cross-encoder']",
+            "[teacher].kind = 'bi' is unknown; choose from {teachers}",
         ),
-        ('[mine]\nkind = "bm52"', "[mine].kind = 'bm52' is unknown; choose from ['bm25', 'dense', 'splade']"),
-        (
-            '[student]\nkind = "colbert"',
-            "[student].kind = 'colbert' is unknown; choose from ['bm25', 'dense', 'splade']",
-        ),
+        ('[mine]\nkind = "bm52"', "[mine].kind = 'bm52' is unknown; choose from {students}"),
+        ('[student]\nkind = "colbrt"', "[student].kind = 'colbrt' is unknown; choose from {students}"),
         (
             '[train]\nloss = "mse2"',
             "[train].loss = 'mse2' is unknown; choose from ['kl', 'margin_mse', 'pairwise']",
@@ -211,8 +213,14 @@ def test_frozen(tmp_path: Path) -> None:
 )
 def test_one_line_per_bad_value(tmp_path: Path, toml: str, message: str) -> None:
     from retrieval_kd.indexes import INDEXES
+    from retrieval_kd.students import STUDENTS
+    from retrieval_kd.teachers import TEACHERS
 
-    assert error(tmp_path, toml + "\n") == message.replace("{indexes}", str(INDEXES.names()))
+    # the choices come from the registries, which grow as families are added
+    names = {"indexes": INDEXES, "students": STUDENTS, "teachers": TEACHERS}
+    for key, registry in names.items():
+        message = message.replace("{" + key + "}", str(registry.names()))
+    assert error(tmp_path, toml + "\n") == message
 
 
 def test_unknown_metric(tmp_path: Path) -> None:
@@ -229,7 +237,7 @@ def test_unknown_fields_and_sections(tmp_path: Path) -> None:
     )
     assert error(tmp_path, '[mine]\nfactory = "Flat"\n') == (
         "[mine]: unknown field(s) ['factory']; valid fields: ['kind', 'model', 'negatives', 'batch_size', "
-        "'max_seq_length', 'index']"
+        "'max_seq_length', 'index', 'reuse']"
     )
     assert error(tmp_path, '[index]\nfactory = "Flat"\n') == (
         "[index]: unknown field(s) ['factory']; valid fields: ['kind', 'batch_size', 'options']"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import os
 import types
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -129,16 +131,35 @@ class IrDataset(Dataset):
                     f"dataset {dataset_id!r} has no {what}; pick a split such as {dataset_id}/test"
                 )
 
+    @contextmanager
+    def _fetching(self) -> Iterator[None]:
+        """ir_datasets downloads what its cache lacks; offline that fails deep in requests (an
+        OSError): one line saying where the cache is and how to fill it instead."""
+        try:
+            yield
+        except OSError as e:
+            home = os.environ.get("IR_DATASETS_HOME") or "~/.ir_datasets (IR_DATASETS_HOME is unset)"
+            raise DataError(
+                f"dataset {self.id!r} is not in the ir_datasets cache at {home} and could not be "
+                f"downloaded ({type(e).__name__}); point IR_DATASETS_HOME at a cache that holds it "
+                "(`. scripts/data.sh` for ../shared/data) or check `rkd datasets`"
+            ) from None
+
     def _read_queries(self) -> dict[str, str]:
-        return {q.query_id: q.text for q in self._ds.queries_iter()}
+        with self._fetching():
+            return {q.query_id: q.text for q in self._ds.queries_iter()}
 
     def _read_docs(self) -> dict[str, Doc]:
-        return {d.doc_id: Doc(d.doc_id, d.text, getattr(d, "title", "") or "") for d in self._ds.docs_iter()}
+        with self._fetching():
+            return {
+                d.doc_id: Doc(d.doc_id, d.text, getattr(d, "title", "") or "") for d in self._ds.docs_iter()
+            }
 
     def _read_qrels(self) -> Qrels:
         qrels: Qrels = {}
-        for r in self._ds.qrels_iter():
-            qrels.setdefault(r.query_id, {})[r.doc_id] = int(r.relevance)
+        with self._fetching():
+            for r in self._ds.qrels_iter():
+                qrels.setdefault(r.query_id, {})[r.doc_id] = int(r.relevance)
         return qrels
 
     def fingerprint(self) -> dict[str, object]:

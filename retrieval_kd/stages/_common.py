@@ -42,6 +42,23 @@ def student_source(model: str) -> str:
         return model
 
 
+def adopt(candidates: tuple[Path, ...], fingerprint: str, out: Path) -> Path | None:
+    """Takes over the first of ``candidates`` that already is this stage's output (same
+    fingerprint) into ``out``, hard-linked (same bytes, no copy; stage outputs are never edited
+    in place, a rerun replaces them whole), and returns it; None when none matches."""
+    import os
+    import shutil
+
+    from retrieval_kd.artifacts import building
+
+    for folder in candidates:
+        if Path(folder).resolve() != Path(out).resolve() and stage_fingerprint(folder) == fingerprint:
+            with building(out) as tmp:
+                shutil.copytree(folder, tmp, copy_function=os.link, dirs_exist_ok=True)
+            return Path(folder)
+    return None
+
+
 def input_fingerprint(folder: Path, what: str) -> str:
     """The fingerprint an upstream stage recorded in ``folder``; for a folder rkd did not write
     (candidates made by hand, say) the hash of its files' bytes."""

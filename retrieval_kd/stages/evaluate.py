@@ -75,7 +75,9 @@ def evaluate_stage(config: EvalStage, progress: Progress | None = None) -> Stage
     """Evaluates unless ``config.out`` holds this evaluation already.
 
     Returns:
-        ``extra["metrics"]`` (metric → value) and, when it ran, ``extra["run"]``.
+        ``extra["metrics"]`` (metric → value), ``extra["cost"]`` (size, throughput, latency and
+        parameters measured when it ran: :mod:`retrieval_kd.eval.cost`; empty for an evaluation
+        written before rkd measured them) and, when it ran, ``extra["run"]``.
     """
     from retrieval_kd.data import load_dataset
     from retrieval_kd.evaluation import check_index_corpus, evaluate_system
@@ -89,7 +91,15 @@ def evaluate_stage(config: EvalStage, progress: Progress | None = None) -> Stage
         barrier()  # rank 0 evaluates; the others read its metrics
     if done or not is_main():
         metrics = read_metrics(config.out / "metrics.json")
-        return StageResult("eval", config.out, fp, False, "", {"metrics": metrics})
+        cost = read_json_object(config.out / "metrics.json").get("cost")
+        return StageResult(
+            "eval",
+            config.out,
+            fp,
+            False,
+            "",
+            {"metrics": metrics, "cost": cost if isinstance(cost, dict) else {}},
+        )
     index = load_index(config.index)
     model = config.model or index.manifest.get("student_path")
     if not model:
@@ -115,6 +125,9 @@ def evaluate_stage(config: EvalStage, progress: Progress | None = None) -> Stage
         batch_size=config.batch_size,
         progress=progress,
     )
+    from retrieval_kd.eval.cost import folder_bytes
+
+    cost = {"index_bytes": folder_bytes(config.index), **result.cost}
     if is_main():
         from retrieval_kd.eval.trec import write_trec
         from retrieval_kd.io import atomic_write_json
@@ -132,6 +145,7 @@ def evaluate_stage(config: EvalStage, progress: Progress | None = None) -> Stage
                     # what changes the index's scores (BM25's k1, b, analyzer), when its kind says
                     "index_settings": {"kind": index.kind, **dict(index.manifest.get("settings") or {})},
                     "metrics": result.metrics,
+                    "cost": cost,
                     "qrels_unmatched": result.coverage.counts(),
                 },
             )
@@ -144,7 +158,7 @@ def evaluate_stage(config: EvalStage, progress: Progress | None = None) -> Stage
         fp,
         True,
         f"{config.name}: {summary}",
-        {"metrics": result.metrics, "run": result.run},
+        {"metrics": result.metrics, "cost": cost, "run": result.run},
     )
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +13,7 @@ from retrieval_kd.errors import RkdError
 from retrieval_kd.fingerprint import hash_json
 from retrieval_kd.io import read_json
 from retrieval_kd.progress import Progress
-from retrieval_kd.stages._common import StageResult, model_hash, student_source
+from retrieval_kd.stages._common import StageResult, adopt, model_hash, student_source
 
 
 def index_fingerprint(
@@ -87,13 +85,10 @@ def index_stage(config: IndexStage, progress: Progress | None = None) -> StageRe
     if not is_main():
         barrier()
         return StageResult("index", config.out, fp, False, "indexed by rank 0")
-    for folder in config.reuse:
-        if stage_fingerprint(folder) == fp:
-            with building(config.out) as tmp:
-                # same bytes, no copy; subfolders too (a Lucene index keeps its own folder)
-                shutil.copytree(folder, tmp, copy_function=os.link, dirs_exist_ok=True)
-            barrier()
-            return StageResult("index", config.out, fp, True, f"reused {folder} → {config.out}")
+    adopted = adopt(config.reuse, fp, config.out)  # subfolders too (a Lucene index keeps its own)
+    if adopted is not None:
+        barrier()
+        return StageResult("index", config.out, fp, True, f"reused {adopted} → {config.out}")
     student = open_student(config.model, config.student_kind, config.max_seq_length)
     if not isinstance(student, Encoder) or student.role != "encoder":
         raise RkdError(

@@ -13,7 +13,7 @@ from retrieval_kd.errors import RkdError
 from retrieval_kd.fingerprint import hash_json
 from retrieval_kd.progress import Progress
 from retrieval_kd.protocols import Encoder
-from retrieval_kd.stages._common import StageResult, model_hash, student_source
+from retrieval_kd.stages._common import StageResult, adopt, model_hash, student_source
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,8 @@ class MineStage:
         batch_size: encoder batch size.
         max_seq_length: the retriever's token limit (None: the model's own).
         index: options of the retriever's index kind.
+        reuse: candidates folders to adopt (hard-linked) when they already are this exact mining
+            (another recipe's ``mine/`` over the same queries with the same retriever).
     """
 
     dataset: str
@@ -40,6 +42,7 @@ class MineStage:
     batch_size: int = 32
     max_seq_length: int | None = None
     index: Mapping[str, Any] = field(default_factory=dict)
+    reuse: tuple[Path, ...] = ()
 
     def fingerprint(self) -> str:
         return hash_json(
@@ -72,6 +75,10 @@ def mine_stage(config: MineStage, progress: Progress | None = None) -> StageResu
     if not is_main():
         barrier()
         return StageResult("mine", config.out, fp, False, "mined by rank 0")
+    adopted = adopt(config.reuse, fp, config.out)
+    if adopted is not None:
+        barrier()
+        return StageResult("mine", config.out, fp, True, f"reused {adopted} → {config.out}")
     dataset = load_dataset(config.dataset)
     retriever = open_student(config.model, config.kind, config.max_seq_length)
     if not isinstance(retriever, Encoder) or retriever.role != "encoder":

@@ -56,3 +56,22 @@ def test_run_on_dev_never_trains_on_dev(tiny_recipe: Path, tmp_path: Path) -> No
     test = run_recipe(config, tmp_path / "run", eval_on="test")
     ran = {stage for stage, did in test["stages"].items() if did}
     assert ran == {"eval teacher", "eval student_before", "eval student_after"}
+
+
+def test_a_dataset_missing_from_the_cache_is_one_line(tmp_path: Path) -> None:
+    """Offline, ir_datasets' download fails deep in requests; rkd says where the cache is."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from retrieval_kd.data import load_dataset\n"
+        "from retrieval_kd.errors import DataError\n"
+        "try:\n    load_dataset('beir/scifact/test').queries\n"
+        "except DataError as e:\n    print(e)\n"
+    )
+    env = {**os.environ, "IR_DATASETS_HOME": str(tmp_path / "empty")}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.stdout.startswith(
+        f"dataset 'beir/scifact/test' is not in the ir_datasets cache at {tmp_path / 'empty'} and could not be downloaded"
+    ), done.stdout + done.stderr

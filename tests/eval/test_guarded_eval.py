@@ -203,7 +203,7 @@ def test_every_integer_option_has_a_range() -> None:
         for name, p in options(typer.main.get_command(app), "rkd")
         if p.type_descriptor.annotation is int
     ]
-    assert len(ints) == 10
+    assert len(ints) >= 10  # the walk found the commands (more are added over time)
     assert {name: p.min for name, p in ints} == {name: 1 for name, _ in ints}
 
 
