@@ -16,11 +16,13 @@ first use.
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from retrieval_kd.errors import RkdError
@@ -65,6 +67,49 @@ def parse_metric(name: str) -> str:
     if match["k"] is not None and int(match["k"]) < 1:
         raise RkdError(f"metric {name!r}: the cutoff must be at least 1")
     return canonical
+
+
+def numba_cache(ranx_home: Path | None, environ: dict[str, str]) -> tuple[Path | None, bool]:
+    """Where numba keeps ranx's compiled kernels, and whether they still have to be compiled.
+
+    ranx compiles its metrics with ``numba.njit(cache=True)``: the first use in a fresh install
+    compiles for a minute or more, later runs load the cache from ranx's ``__pycache__``. Where
+    that folder is read-only (a system or container install) numba would compile on every run, so
+    ``NUMBA_CACHE_DIR`` is pointed at ``~/.cache/rkd/numba`` (``environ`` is updated; it must
+    happen before numba loads).
+
+    Example:
+        >>> import tempfile
+        >>> home = Path(tempfile.mkdtemp())
+        >>> numba_cache(home, {}) == (home, True)  # writable, nothing compiled yet
+        True
+    """
+    if ranx_home is not None and "NUMBA_CACHE_DIR" not in environ and not os.access(ranx_home, os.W_OK):
+        environ["NUMBA_CACHE_DIR"] = str(Path.home() / ".cache" / "rkd" / "numba")
+    cache = Path(environ["NUMBA_CACHE_DIR"]) if "NUMBA_CACHE_DIR" in environ else ranx_home
+    compiled = cache is not None and cache.is_dir() and any(cache.rglob("*ndcg*.nbi"))
+    return cache, not compiled
+
+
+def _ranx() -> Any:
+    """ranx, after :func:`numba_cache`; a run about to compile says so instead of sitting silent."""
+    import importlib.util
+    import logging
+    import sys
+
+    if "ranx" not in sys.modules:
+        spec = importlib.util.find_spec("ranx")
+        home = Path(spec.origin).parent if spec is not None and spec.origin else None
+        cache, compiles = numba_cache(home, os.environ)  # type: ignore[arg-type]
+        if compiles:
+            logging.getLogger(__name__).warning(
+                "compiling ranx's metrics with numba (first use of this install: a minute or more; "
+                "cached in %s for later runs)",
+                cache,
+            )
+    import ranx
+
+    return ranx
 
 
 def _prepare(qrels: Qrels, run: Run, ignore_identical_ids: bool) -> tuple[Qrels, Run]:
@@ -112,8 +157,7 @@ def evaluate(
         >>> evaluate({"q1": {"d1": 1}, "q2": {"d2": 1}}, {"q1": {"d0": 2.0, "d1": 1.0}}, ["mrr@10"])
         {'mrr@10': 0.25}
     """
-    import ranx
-
+    ranx = _ranx()
     names = [parse_metric(m) for m in metrics]
     if not names:
         raise RkdError(f"no metrics asked for; choose from {list(METRICS)}")
@@ -196,9 +240,9 @@ def compare(
         correction: "holm" (default), "bonferroni" or "none", per metric across all pairs.
         ignore_identical_ids: as for :func:`evaluate`.
     """
-    import ranx
-
     from retrieval_kd.eval.stats import CORRECTIONS, adjust
+
+    ranx = _ranx()
 
     if stat_test not in STAT_TESTS:
         raise RkdError(f"unknown significance test {stat_test!r}; choose from {list(STAT_TESTS)}")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,8 @@ import numpy as np
 from retrieval_kd.errors import RkdError
 from retrieval_kd.fingerprint import hash_json, hash_model_dir
 from retrieval_kd.models import pick_device, resolve_model, torch_dtype
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -79,6 +83,10 @@ class CrossEncoderTeacher:
             self.path, device=self.device, max_length=max_length, activation_fn=torch.nn.Identity()
         )
         self.max_length = self.model.max_length
+        self._assembler: Any = None
+        # seconds spent so far, for the end-of-run report (score-teacher: where time went)
+        self.timings = {"tokenize": 0.0, "compute": 0.0}
+        self._plain = self.max_length is None  # no token limit: nothing to assemble against
         self._fingerprint = hash_json(
             {
                 "kind": self.kind,
@@ -95,6 +103,79 @@ class CrossEncoderTeacher:
         return {"kind": self.kind, "model": self.name, "max_length": self.max_length, "dtype": self.dtype}
 
     def score(self, queries: Sequence[str], passages: Sequence[str]) -> np.ndarray:
+        """Raw logits of aligned pairs.
+
+        Each unique text is tokenized once and pair inputs are assembled from the pieces
+        (:mod:`retrieval_kd.teachers.pair_tokens`), in batches of length-sorted pairs bounded by
+        ``batch_size × max_length`` tokens rather than a pair count. The first call checks the
+        assembled inputs against the tokenizer's on its pairs and falls back to
+        ``CrossEncoder.predict`` if any differ.
+        """
+        if not queries:
+            return np.zeros(0, dtype=np.float32)
+        if self._assembler is None and not self._plain:
+            self._assembler = self._make_assembler(queries, passages)
+        if self._assembler is None:
+            return self._predict(queries, passages)
+        return self._score_assembled(self._assembler, queries, passages)
+
+    def _make_assembler(self, queries: Sequence[str], passages: Sequence[str]) -> Any:
+        from retrieval_kd.teachers.pair_tokens import PairAssembler
+
+        try:
+            assembler = PairAssembler(self.model.tokenizer, self.max_length)
+        except ValueError as e:
+            log.info("%s: pairs tokenized whole (%s)", self.name, e)
+            self._plain = True
+            return None
+        # the longest pairs and the first ones: where truncation and templates show
+        by_length = sorted(range(len(queries)), key=lambda i: -(len(queries[i]) + len(passages[i])))
+        sample = sorted(set(by_length[:32]) | set(range(min(32, len(queries)))))
+        if not assembler.check([queries[i] for i in sample], [passages[i] for i in sample]):
+            log.warning(
+                "%s: assembled pair inputs differ from the tokenizer's; pairs tokenized whole", self.name
+            )
+            self._plain = True
+            return None
+        return assembler
+
+    def _score_assembled(self, assembler: Any, queries: Sequence[str], passages: Sequence[str]) -> np.ndarray:
+        import torch
+
+        from retrieval_kd.teachers.pair_tokens import budget_batches
+
+        started = time.perf_counter()
+        inputs = assembler.pairs(queries, passages)
+        self.timings["tokenize"] += time.perf_counter() - started
+        started = time.perf_counter()
+        tokens = self.batch_size * self.max_length
+        batches = budget_batches([len(ids) for ids, _ in inputs], tokens, max_pairs=16 * self.batch_size)
+        pad = self.model.tokenizer.pad_token_id or 0
+        with_types = "token_type_ids" in getattr(self.model.tokenizer, "model_input_names", ())
+        out = np.zeros(len(inputs), dtype=np.float32)
+        self.model.eval()
+        with torch.inference_mode(), autocast(self.device, self.dtype):
+            for batch in batches:
+                width = max(len(inputs[i][0]) for i in batch)
+                ids = torch.full((len(batch), width), pad, dtype=torch.long)
+                types = torch.zeros((len(batch), width), dtype=torch.long)
+                mask = torch.zeros((len(batch), width), dtype=torch.long)
+                for row, i in enumerate(batch):
+                    pair_ids, pair_types = inputs[i]
+                    ids[row, : len(pair_ids)] = torch.tensor(pair_ids)
+                    types[row, : len(pair_types)] = torch.tensor(pair_types)
+                    mask[row, : len(pair_ids)] = 1
+                features = {"input_ids": ids, "attention_mask": mask}
+                if with_types:
+                    features["token_type_ids"] = types
+                features = {k: v.to(self.device, non_blocking=True) for k, v in features.items()}
+                scores = self.model(features)["scores"].float()
+                scores = scores[:, 0] if scores.ndim > 1 else scores
+                out[batch] = scores.cpu().numpy()
+        self.timings["compute"] += time.perf_counter() - started
+        return out
+
+    def _predict(self, queries: Sequence[str], passages: Sequence[str]) -> np.ndarray:
         import torch
 
         with autocast(self.device, self.dtype):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -106,3 +107,22 @@ def test_compare_marks_significant_wins() -> None:
 def test_compare_needs_two_runs() -> None:
     with pytest.raises(RkdError, match="at least two runs"):
         compare({"A": RUN}, QRELS, ["mrr@10"])
+
+
+def test_numba_cache_placement(tmp_path: Path) -> None:
+    """ranx's kernels cache beside ranx when it is writable, in ~/.cache/rkd/numba when not, and a
+    cache that holds the compiled nDCG kernel means no compile (and no announcement)."""
+    from retrieval_kd.eval.metrics import numba_cache
+
+    home = tmp_path / "ranx"
+    (home / "metrics" / "__pycache__").mkdir(parents=True)
+    assert numba_cache(home, {}) == (home, True)
+    (home / "metrics" / "__pycache__" / "ndcg._ndcg-11.py311.nbi").write_bytes(b"x")
+    assert numba_cache(home, {}) == (home, False)
+    given = {"NUMBA_CACHE_DIR": str(tmp_path / "mine")}
+    assert numba_cache(home, given) == (tmp_path / "mine", True)
+    # a folder this user cannot write (os.access is False for it: a nonexistent one here, since
+    # root, which runs CI, may write anywhere): the cache goes to the user's cache folder
+    env: dict[str, str] = {}
+    cache, _ = numba_cache(tmp_path / "system-ranx", env)
+    assert env["NUMBA_CACHE_DIR"] == str(Path.home() / ".cache" / "rkd" / "numba") == str(cache)
