@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from retrieval_kd.cli import commands, doctor, evaluate, scores
+from retrieval_kd.cli import commands, doctor, evaluate, scores, serve
 
 app = typer.Typer(
     name="rkd",
@@ -57,6 +57,7 @@ app.command("train")(commands.train)
 app.command("index")(commands.index)
 app.command("datasets")(commands.datasets)
 app.command("doctor")(doctor.doctor)
+app.command("serve")(serve.serve)
 app.add_typer(evaluate.app, name="eval")
 app.add_typer(scores.app, name="scores")
 
