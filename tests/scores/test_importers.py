@@ -64,11 +64,12 @@ def test_format_given_overrides_extension_and_batches_go_through_add(tmp_path: P
 def test_unknown_format_lists_the_choices(tmp_path: Path) -> None:
     store = ScoreStore.open(tmp_path / "store", FP)
     (tmp_path / "s.tsv").write_text("q\td\t1\n")
-    with pytest.raises(RkdError, match=r"unknown score format 'csv'; choose from \['jsonl', 'trec', 'tsv'\]"):
+    choices = r"\['hofstatter', 'jsonl', 'parquet', 'pylate', 'st-pickle', 'trec', 'tsv'\]"
+    with pytest.raises(RkdError, match=r"unknown score format 'csv'; choose from " + choices):
         import_scores(store, tmp_path / "s.tsv", "csv")
-    with pytest.raises(RkdError, match=r"extension '\.csv'.*\['jsonl', 'trec', 'tsv'\]"):
+    with pytest.raises(RkdError, match=r"extension '\.csv'.*" + choices):
         import_scores(store, tmp_path / "s.csv")
-    assert FORMATS == ["jsonl", "trec", "tsv"]
+    assert FORMATS == ["hofstatter", "jsonl", "parquet", "pylate", "st-pickle", "trec", "tsv"]
 
 
 @pytest.mark.parametrize(
