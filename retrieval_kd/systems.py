@@ -19,7 +19,7 @@ from retrieval_kd.errors import RkdError
 from retrieval_kd.progress import Progress
 from retrieval_kd.types import Run
 
-__all__ = ["Comparison", "System", "compare_systems", "evaluate_systems", "name_systems"]
+__all__ = ["Comparison", "System", "compare_systems", "evaluate_systems", "name_systems", "rerank_systems"]
 
 
 @dataclass(frozen=True)
@@ -140,6 +140,59 @@ def evaluate_systems(
         say(evaluated.message(f"eval {system.name}"))
         result.add(system.name, evaluated.extra, root / system.name)
     return result
+
+
+def rerank_systems(
+    comparison: Comparison,
+    rerankers: Sequence[str],
+    dataset: str,
+    out: Path,
+    *,
+    metrics: tuple[str, ...],
+    depth: int,
+    max_queries: int | None = None,
+    batch_size: int = 32,
+    say: Callable[[str], None] = print,
+) -> Comparison:
+    """Reranks the top ``depth`` of the comparison's first system with each reranker student
+    (a saved cross-encoder student, or any CrossEncoder folder), as rows ``<first>+<reranker>``
+    written to ``out/<row>/`` (``run.trec``, ``metrics.json`` with its cost)."""
+    from retrieval_kd.data import load_dataset
+    from retrieval_kd.eval.trec import write_trec
+    from retrieval_kd.evaluation import evaluate_system
+    from retrieval_kd.io import atomic_write_json
+    from retrieval_kd.students import open_student
+
+    if not comparison.runs:
+        raise RkdError("--rerank needs a first-stage system (a --model, --retriever or --index) to rerank")
+    first = next(iter(comparison.runs))
+    data = load_dataset(dataset)
+    for model in rerankers:
+        student = open_student(model, kind=None if (Path(model) / "rkd.json").is_file() else "cross-encoder")
+        if student.role != "reranker":
+            raise RkdError(f"--rerank {model}: a {student.kind} student is an {student.role}, not a reranker")
+        name = f"{first}+{Path(model).name or model}"
+        result = evaluate_system(
+            name, student, data, metrics, depth, first_stage=comparison.runs[first],
+            max_queries=max_queries, batch_size=batch_size,
+        )  # fmt: skip
+        folder = out / name
+        folder.mkdir(parents=True, exist_ok=True)
+        write_trec(result.run, folder / "run.trec", tag="rerank")
+        record = {
+            "name": name,
+            "dataset": data.id,
+            "reranker": str(model),
+            "first_stage": first,
+            "depth": depth,
+        }
+        atomic_write_json(folder / "metrics.json", {**record, "metrics": result.metrics, "cost": result.cost})
+        summary = ", ".join(f"{m} {v:.4f}" for m, v in result.metrics.items())
+        say(f"rerank {name}: {summary}")
+        comparison.rows[name] = result.metrics
+        comparison.costs[name] = dict(result.cost)
+        comparison.runs[name] = result.run
+    return comparison
 
 
 def compare_systems(

@@ -38,13 +38,21 @@ def beir(
     ] = None,
     max_queries: Annotated[int | None, typer.Option(min=1)] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    rerank: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="a cross-encoder student (or CrossEncoder folder) reranking the first system's run"
+        ),
+    ] = None,
+    depth: Annotated[int, typer.Option(min=1, help="documents per query a --rerank model reorders")] = 100,
     stat_test: StatTest = "student",
     correction: Correction = "holm",
 ) -> None:
     """Evaluate each --model and --retriever (through an index of the corpus, built once and kept
     under OUT/indexes/) and each --index (with the student recorded in it) on a dataset; print one
     table of quality (significance letters after the correction) and cost, and write it to
-    OUT/compare.md, .json and .png (quality against latency)."""
+    OUT/compare.md, .json and .png (quality against latency). Each --rerank model reorders the
+    top --depth of the first system's run."""
     from retrieval_kd.eval.metrics import parse_metric
     from retrieval_kd.evaluation import check_depth
     from retrieval_kd.students import model_free
@@ -75,6 +83,17 @@ def beir(
             progress=p,
             say=say,
         )
+    if rerank:
+        from retrieval_kd.systems import rerank_systems
+
+        if depth > k:
+            raise RkdError(
+                f"--depth {depth} is deeper than the first stage's -k {k}; raise -k or lower --depth"
+            )
+        rerank_systems(
+            comparison, rerank, dataset, out_dir, metrics=metrics, depth=depth, max_queries=max_queries,
+            batch_size=batch_size, say=say,
+        )  # fmt: skip
     _show(comparison, dataset, metrics, out_dir, stat_test, correction)
 
 

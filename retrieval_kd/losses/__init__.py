@@ -13,6 +13,7 @@ from retrieval_kd.registry import Registry
 LOSSES: Registry[Any] = Registry(
     "loss",
     {
+        "bce": "retrieval_kd.losses.bce:BinaryCrossEntropy",
         "kl": "retrieval_kd.losses.kl:KLDiv",
         "margin_mse": "retrieval_kd.losses.margin_mse:MarginMSE",
         "pairwise": "retrieval_kd.losses.pairwise:Pairwise",

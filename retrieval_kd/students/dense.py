@@ -22,19 +22,24 @@ def truncate_layers(model: Any, num_layers: int) -> None:
     Cutting from the top keeps the embeddings and lower layers the pretrained model relies on;
     the pooled output then needs distillation to recover (DistilBERT-style initialisation).
     """
-    auto = model[0].auto_model
+    top = model[0].auto_model
     layers = None
-    for attr in ("encoder.layer", "layers", "encoder.layers", "transformer.layer"):
-        obj = auto
-        try:
-            for part in attr.split("."):
-                obj = getattr(obj, part)
-        except AttributeError:
-            continue
-        layers, layer_attr = obj, attr
-        break
+    # a model with a head (a CrossEncoder's *ForSequenceClassification) keeps its layers on its
+    # base model
+    for auto in dict.fromkeys([top, getattr(top, "base_model", top)]):
+        for attr in ("encoder.layer", "layers", "encoder.layers", "transformer.layer"):
+            obj = auto
+            try:
+                for part in attr.split("."):
+                    obj = getattr(obj, part)
+            except AttributeError:
+                continue
+            layers, layer_attr = obj, attr
+            break
+        if layers is not None:
+            break
     if layers is None:
-        raise RkdError(f"cannot truncate {type(auto).__name__}: no encoder layer list found")
+        raise RkdError(f"cannot truncate {type(top).__name__}: no encoder layer list found")
     total = len(layers)
     if not 1 <= num_layers <= total:
         raise RkdError(f"num_layers={num_layers} but the model has {total} layers; choose 1..{total}")
@@ -44,8 +49,8 @@ def truncate_layers(model: Any, num_layers: int) -> None:
         parent = getattr(parent, part)
     setattr(parent, last, torch.nn.ModuleList(list(layers)[:num_layers]))
     for cfg_attr in ("num_hidden_layers", "n_layers", "num_layers"):
-        if hasattr(auto.config, cfg_attr):
-            setattr(auto.config, cfg_attr, num_layers)
+        if hasattr(top.config, cfg_attr):
+            setattr(top.config, cfg_attr, num_layers)
 
 
 class DenseStudent:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from retrieval_kd.protocols import Student
@@ -31,9 +32,19 @@ class ScoreSpaceLoss(nn.Module):
         self._student = student  # not a submodule: its model is already registered above
         self.last_terms: dict[str, float] = {}
 
-    def forward(self, inputs: Iterable[Any], labels: Tensor) -> Tensor:
+    def forward(self, inputs: Iterable[Any], labels: Tensor | Sequence[Any], **_: Any) -> Tensor:
+        """``**_``: what a Trainer passes besides (``prompt``, ``task``); the student's own
+        preprocessing already applies them. Labels arrive as a tensor, or as lists of the
+        teacher's scores from a collator that leaves columns untokenized (CrossEncoder's)."""
         scores, regularizers = self._student.training_scores(self.model, list(inputs), self.width)
-        out: Tensor = self.loss(scores, labels.to(scores.dtype))
+        if isinstance(labels, Tensor):
+            teacher = labels
+        elif labels and isinstance(labels[0], Tensor):
+            teacher = torch.stack(list(labels))
+        else:
+            teacher = torch.as_tensor(labels)
+        teacher = teacher.to(device=scores.device, dtype=scores.dtype)
+        out: Tensor = self.loss(scores, teacher)
         self.last_terms = {"distill": float(out.detach())}
         for name, term in regularizers.items():
             out = out + term
