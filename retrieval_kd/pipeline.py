@@ -35,6 +35,7 @@ from retrieval_kd.stages import (
     score_stage,
     train_stage,
 )
+from retrieval_kd.stages.rerank import RerankStage, rerank_stage
 from retrieval_kd.systems import Comparison, System, compare_systems, evaluate_systems
 
 log = logging.getLogger(__name__)
@@ -166,8 +167,29 @@ def run_recipe(
     )
     models = {"teacher": retriever, "student_before": str(init.path), "student_after": str(trained.path)}
     comparison = Comparison()
+    # a reranker student (a cross-encoder) reorders the first stage's run instead of indexing
+    reranks = getattr(STUDENTS.get(c.student.kind), "role", "encoder") == "reranker"
     for system in SYSTEMS:
         first_stage = system == "teacher"
+        if reranks and not first_stage:
+            reranked = step(
+                f"eval {system}",
+                rerank_stage(
+                    RerankStage(
+                        name=system,
+                        model=models[system],
+                        first_stage=eval_dir / "teacher",
+                        dataset=eval_data,
+                        out=eval_dir / system,
+                        metrics=c.eval.metrics,
+                        depth=c.eval.k,
+                        max_queries=c.eval.max_queries,
+                        batch_size=c.index.batch_size,
+                    )
+                ),
+            )
+            comparison.add(system, reranked.extra, eval_dir / system)
+            continue
         indexed = step(
             f"index {system}",
             index_stage(

@@ -153,45 +153,25 @@ def rerank_systems(
     max_queries: int | None = None,
     batch_size: int = 32,
     say: Callable[[str], None] = print,
+    eval_root: Path | None = None,
 ) -> Comparison:
-    """Reranks the top ``depth`` of the comparison's first system with each reranker student
-    (a saved cross-encoder student, or any CrossEncoder folder), as rows ``<first>+<reranker>``
-    written to ``out/<row>/`` (``run.trec``, ``metrics.json`` with its cost)."""
-    from retrieval_kd.data import load_dataset
-    from retrieval_kd.eval.trec import write_trec
-    from retrieval_kd.evaluation import evaluate_system
-    from retrieval_kd.io import atomic_write_json
-    from retrieval_kd.students import open_student
+    """Reranks the top ``depth`` of the comparison's first system with each reranker (a saved
+    cross-encoder student, or any CrossEncoder folder), as rows ``<first>+<reranker>`` evaluated
+    by the rerank stage into ``<eval_root or out>/<row>/``."""
+    from retrieval_kd.stages.rerank import RerankStage, rerank_stage
 
     if not comparison.runs:
         raise RkdError("--rerank needs a first-stage system (a --model, --retriever or --index) to rerank")
     first = next(iter(comparison.runs))
-    data = load_dataset(dataset)
+    root = eval_root or out
     for model in rerankers:
-        student = open_student(model, kind=None if (Path(model) / "rkd.json").is_file() else "cross-encoder")
-        if student.role != "reranker":
-            raise RkdError(f"--rerank {model}: a {student.kind} student is an {student.role}, not a reranker")
         name = f"{first}+{Path(model).name or model}"
-        result = evaluate_system(
-            name, student, data, metrics, depth, first_stage=comparison.runs[first],
-            max_queries=max_queries, batch_size=batch_size,
-        )  # fmt: skip
-        folder = out / name
-        folder.mkdir(parents=True, exist_ok=True)
-        write_trec(result.run, folder / "run.trec", tag="rerank")
-        record = {
-            "name": name,
-            "dataset": data.id,
-            "reranker": str(model),
-            "first_stage": first,
-            "depth": depth,
-        }
-        atomic_write_json(folder / "metrics.json", {**record, "metrics": result.metrics, "cost": result.cost})
-        summary = ", ".join(f"{m} {v:.4f}" for m, v in result.metrics.items())
-        say(f"rerank {name}: {summary}")
-        comparison.rows[name] = result.metrics
-        comparison.costs[name] = dict(result.cost)
-        comparison.runs[name] = result.run
+        stage = RerankStage(
+            name, model, root / first, dataset, root / name, metrics, depth, max_queries, batch_size
+        )
+        result = rerank_stage(stage)
+        say(result.message(f"rerank {name}"))
+        comparison.add(name, result.extra, root / name)
     return comparison
 
 

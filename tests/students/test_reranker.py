@@ -151,3 +151,30 @@ def test_bce_from_qrels_alone_ranks_positives_first(
     assert reranked["depth"] == 10 and reranked["cost"]["parameters"] > 0
     test = load_dataset(f"{tiny_beir}:test")
     assert set(record["metrics"]["model+s"]) == {"mrr@10"} and len(test.qrels) > 0
+
+
+def test_recipe_with_a_reranker_student(tiny_recipe: Path, tiny_model: Path, tmp_path: Path) -> None:
+    """`rkd run` with a cross-encoder student: before and after rerank the teacher's run (no index)."""
+    from retrieval_kd.config import load_config
+    from retrieval_kd.pipeline import run_recipe
+
+    text = tiny_recipe.read_text().replace(
+        f'[student]\nmodel = "{tiny_model}"',
+        f'[student]\nkind = "cross-encoder"\nmodel = "{tiny_model.parent / "hf"}"',
+    )
+    text = text.replace("epochs = 3", "epochs = 8")
+    recipe = tmp_path / "rerank.toml"
+    recipe.write_text(text)
+    config = load_config(recipe)
+    assert config.student.kind == "cross-encoder"
+    out = tmp_path / "run"
+    report = run_recipe(config, out)
+    assert list(report["metrics"]) == ["teacher", "student_before", "student_after"]
+    assert not (out / "index" / "student_after").exists()  # a reranker has no index
+    assert report["cost"]["student_after"].get("index_bytes") is None
+    # reranking the teacher's own top 10 by a student that learnt the teacher's order
+    after, before = report["metrics"]["student_after"], report["metrics"]["student_before"]
+    assert after["mrr@10"] > before["mrr@10"]
+    again = run_recipe(config, out)
+    assert not any(again["stages"].values())  # every stage, the reranking included, up to date
+    assert again["metrics"] == report["metrics"]
