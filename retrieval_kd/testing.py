@@ -6,6 +6,8 @@
 - :func:`store_dict`: a small score store as a dict, for assertions.
 - :func:`tiny_bert_folder`: a seeded 2-layer BERT with a vocabulary built from given texts,
   saved as a sentence-transformers folder: a real model that loads in a second, offline.
+- :func:`tiny_causal_lm_folder`: a seeded 2-layer Llama with a word-level vocabulary and a chat
+  template, for the LLM teachers.
 """
 
 from __future__ import annotations
@@ -195,6 +197,49 @@ def tiny_cross_encoder_folder(path: Path, bert_folder: Path, seed: int = 0) -> P
     torch.manual_seed(seed)
     ce = CrossEncoder(str(bert_folder.parent / "hf"), num_labels=1, device="cpu", max_length=64)
     ce.save(str(path))
+    return path
+
+
+def tiny_causal_lm_folder(path: Path, texts: Sequence[str], seed: int = 0, hidden: int = 32) -> Path:
+    """A seeded 2-layer ``LlamaForCausalLM`` folder whose word-level (lowercasing) vocabulary
+    holds every word of ``texts`` plus ``yes``, ``no``, the letters and the digits, with a chat
+    template (``<|user|> ...`` then ``<|assistant|>``); returns ``path``."""
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    special = ["[PAD]", "[UNK]", "<s>", "</s>", "<|user|>", "<|assistant|>", "<|system|>"]
+    extra = ["yes", "no", *"abcdefghijklmnopqrstuvwxyz0123456789"]
+    words = sorted({w for t in [*texts, *extra] for w in re.findall(r"\w+|[^\w\s]+", t.lower())})
+    vocab = {w: i for i, w in enumerate([*special, *words])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    backend.normalizer = normalizers.Lowercase()
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
+        tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]", bos_token="<s>", eos_token="</s>"
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": special[4:]})
+    tokenizer.chat_template = (
+        "{% for m in messages %}<|{{ m.role }}|> {{ m.content }} {% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    )
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        pad_token_id=0,
+        bos_token_id=2,
+        eos_token_id=3,
+        initializer_range=0.2,  # wider than the default 0.02, so answers differ visibly
+    )
+    path.mkdir(parents=True, exist_ok=True)
+    LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
     return path
 
 

@@ -15,6 +15,10 @@ TEACHERS: Registry[Any] = Registry(
     {
         "bi-encoder": "retrieval_kd.teachers.bi_encoder:BiEncoderTeacher",
         "cross-encoder": "retrieval_kd.teachers.cross_encoder:CrossEncoderTeacher",
+        "student": "retrieval_kd.teachers.student_teacher:StudentTeacher",
+        "llm-pointwise": "retrieval_kd.teachers.llm_pointwise:LlmPointwiseTeacher",
+        "llm-pairwise": "retrieval_kd.teachers.llm_pairwise:LlmPairwiseTeacher",
+        "llm-listwise": "retrieval_kd.teachers.llm_listwise:LlmListwiseTeacher",
     },
 )
 

@@ -118,6 +118,16 @@ def score_teacher(
         int, typer.Option(min=1, help="pairs per stored part: at most this is lost on a crash")
     ] = 512,
     shard: Annotated[str | None, typer.Option(help="I/N: score one shard (default from torchrun)")] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option", help="KEY=VALUE teacher option: template=..., yes=Yes, passes=5 (repeatable)"
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="time a sample and print the whole job's cost; write nothing")
+    ] = False,
+    sample: Annotated[int, typer.Option(min=1, help="teacher calls timed by --dry-run")] = 64,
 ) -> None:
     """Score candidates with a teacher into the score store; only missing pairs are scored."""
     from retrieval_kd.stages import ScoreStage, score_stage
@@ -132,10 +142,16 @@ def score_teacher(
         max_length,
         dtype,
         device,
-        {},
+        parse_options(option or []),
         part_size,
         shard,
     )
+    if dry_run:
+        from retrieval_kd.stages.estimate import estimate_stage
+
+        for line in estimate_stage(config, sample).lines():
+            out.print(line, soft_wrap=True, highlight=False)
+        return
     with progress() as p:
         result = score_stage(config, p)
     out.print(result.message(), soft_wrap=True, highlight=False)
@@ -143,17 +159,34 @@ def score_teacher(
 
 @cli_errors
 def import_scores(
-    path: Annotated[Path, typer.Argument(help="score file: TSV (qid, docid, score), TREC run or JSONL")],
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="score file: TSV (qid, docid, score), Hofstätter TSV, TREC run, JSONL (per pair or "
+            "PyLate lists), Parquet, sentence-transformers pickle"
+        ),
+    ],
     store: Annotated[Path, typer.Option(help="score store root")],
     teacher: Annotated[str, typer.Option(help="a name for the teacher that made the file (its fingerprint)")],
     fmt: Annotated[
-        str | None, typer.Option("--format", help="jsonl, trec or tsv (default: by extension)")
+        str | None,
+        typer.Option(
+            "--format",
+            help="hofstatter, jsonl, parquet, pylate, st-pickle, trec or tsv (default: by extension "
+            "and first line)",
+        ),
     ] = None,
+    allow_pickle: Annotated[
+        bool,
+        typer.Option(
+            "--allow-pickle", help="read a pickle (st-pickle): unpickling can run code, so trust its source"
+        ),
+    ] = False,
 ) -> None:
-    """Import a shared score file into the store under a teacher name."""
+    """Import a shared score file into the store under a teacher name (all of it, or none)."""
     from retrieval_kd.scores.importers import import_file
 
-    n, folder = import_file(store, teacher, path, fmt)  # all of the file or, on an error, none
+    n, folder = import_file(store, teacher, path, fmt, allow_pickle=allow_pickle)
     out.print(f"imported {n} scores → {folder}")
 
 

@@ -73,8 +73,10 @@ def score_stage(config: ScoreStage, progress: Progress | None = None) -> StageRe
     """
     from retrieval_kd.data import load_dataset
     from retrieval_kd.data.candidates import Candidates
+    from retrieval_kd.scores.judging import ListTeacher, PairwiseTeacher
     from retrieval_kd.scores.scoring import score_pairs, shard_pairs
     from retrieval_kd.scores.store import ScoreStore
+    from retrieval_kd.stages.judge import judge_candidates
     from retrieval_kd.teachers import TEACHERS, build_teacher
 
     TEACHERS.check(config.teacher)
@@ -102,19 +104,28 @@ def score_stage(config: ScoreStage, progress: Progress | None = None) -> StageRe
     )
     teacher_fp = teacher.fingerprint()
     spec = getattr(teacher, "spec", lambda: {"kind": config.teacher, "model": config.model})()
-    with ScoreStore.open(config.store, teacher_fp, spec, writer=writer_name(shard)) as store:
-        todo = store.missing(mine)
-        task = ensure(progress).task("teacher scoring", len(todo), unit="pairs")
-        scored = score_pairs(
-            store,
-            teacher,
-            mine,
-            dataset.queries,
-            dataset.doc_texts(),
-            batch_size=config.part_size,
-            progress=task.advance,
+    if isinstance(teacher, PairwiseTeacher | ListTeacher):  # judges whole candidate lists (judge.py)
+        docs = dataset.doc_texts()
+        args = (config.store, teacher, spec, mine, dataset.queries, docs, shard, config.part_size, progress)
+        teacher_fp, summary = judge_candidates(*args)
+    else:
+        with ScoreStore.open(config.store, teacher_fp, spec, writer=writer_name(shard)) as store:
+            todo = store.missing(mine)
+            task = ensure(progress).task("teacher scoring", len(todo), unit="pairs")
+            scored = score_pairs(
+                store,
+                teacher,
+                mine,
+                dataset.queries,
+                dataset.doc_texts(),
+                batch_size=config.part_size,
+                progress=task.advance,
+            )
+            held = len(store)
+        summary = (
+            f"teacher {teacher_fp}: scored {scored} pairs, {len(mine) - scored} already stored; "
+            f"store holds {held} → {config.store / teacher_fp}"
         )
-        held = len(store)
     atomic_write_json(stamp, {"teacher": teacher_fp})
     out_fp = hash_json(
         {"candidates": input_fingerprint(config.candidates, "candidates"), "teacher": teacher_fp}
@@ -125,8 +136,7 @@ def score_stage(config: ScoreStage, progress: Progress | None = None) -> StageRe
         config.store,
         out_fp,
         True,
-        f"teacher {teacher_fp}{where}: scored {scored} pairs, {len(mine) - scored} already stored; "
-        f"store holds {held} → {config.store / teacher_fp}",
+        f"{summary}{where}",
         {"teacher": teacher_fp},
     )
 

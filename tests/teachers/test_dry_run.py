@@ -1,0 +1,70 @@
+"""``rkd score-teacher --dry-run``: the estimate against the real run, and nothing written."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from retrieval_kd.cli import app
+from retrieval_kd.data import load_dataset
+from retrieval_kd.data.candidates import Candidates
+from retrieval_kd.scores.scoring import score_pairs
+from retrieval_kd.scores.store import ScoreStore
+from retrieval_kd.stages import MineStage, ScoreStage, mine_stage
+from retrieval_kd.stages.estimate import estimate_stage
+from retrieval_kd.teachers import build_teacher
+
+
+def test_estimate_is_within_a_factor_of_two_of_the_real_run(
+    tiny_beir: Path, tiny_model: Path, tiny_lm: Path, tmp_path: Path
+) -> None:
+    train = f"{tiny_beir}:train"
+    mined = mine_stage(MineStage(train, str(tiny_model), tmp_path / "cands", negatives=15))
+    config = ScoreStage(mined.path, train, "llm-pointwise", str(tiny_lm), tmp_path / "store", 8, device="cpu")
+    # best of 3 on each side: on a shared CPU one slow round says more about the neighbours than
+    # about the estimate
+    estimates = [estimate_stage(config, sample=48) for _ in range(3)]
+    estimate = min(estimates, key=lambda e: e.seconds)
+    assert not (tmp_path / "store").exists()  # nothing written
+
+    dataset = load_dataset(train)
+    pairs = Candidates.load(mined.path, corpus=dataset.docs).pairs()
+    assert estimate.pairs == estimate.calls == len(pairs) >= 100 and estimate.sample_calls == 48
+    teacher = build_teacher("llm-pointwise", str(tiny_lm), batch_size=8, device="cpu")
+    texts = dataset.doc_texts()
+    tokens = teacher.prompt_tokens([dataset.queries[q] for q, _ in pairs], [texts[d] for _, d in pairs])
+    assert estimate.tokens is not None and 0.8 <= estimate.tokens / tokens <= 1.25  # from 48 of 128 pairs
+    teacher.score(["warm"], ["up"])  # as the estimate does: a first call's cost is not per pair
+    reals = []
+    for round_ in range(3):
+        store = ScoreStore.open(tmp_path / f"store-{round_}", teacher.fingerprint(), kind="pointwise")
+        start = time.perf_counter()
+        score_pairs(store, teacher, pairs, dataset.queries, texts, batch_size=512)
+        reals.append(time.perf_counter() - start)
+        store.close()
+    real = min(reals)
+    assert real / 2 <= estimate.seconds <= real * 2, (estimate, real)
+
+
+def test_cli_dry_run_prints_the_cost_of_a_pairwise_job(
+    tiny_beir: Path, tiny_model: Path, tiny_lm: Path, tmp_path: Path
+) -> None:
+    train = f"{tiny_beir}:train"
+    mined = mine_stage(MineStage(train, str(tiny_model), tmp_path / "cands", negatives=4))
+    n_queries = len(Candidates.load(mined.path).items)
+    result = CliRunner().invoke(
+        app,
+        [
+            "score-teacher", "--candidates", str(mined.path), "--dataset", train, "--model", str(tiny_lm),
+            "--store", str(tmp_path / "store"), "--teacher", "llm-pairwise", "--device", "cpu",
+            "--option", "all_pairs_up_to=3", "--option", "passes=2", "--dry-run", "--sample", "20",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    # 5 candidates a query (1 positive, 4 negatives), sliding with 2 passes: 2 × (4 + 3) = 14
+    assert f"{5 * n_queries} pairs, {14 * n_queries} teacher calls" in out, out
+    assert "estimated wall time" in out and "nothing was written" in out
+    assert not (tmp_path / "store").exists()
