@@ -25,6 +25,8 @@ INDEXES: Registry[IndexClass] = Registry(
         "lucene-bm25": "retrieval_kd.indexes.lucene_bm25:LuceneBM25Index",
         "lucene-impact": "retrieval_kd.indexes.lucene_impact:LuceneImpactIndex",
         "seismic": "retrieval_kd.indexes.seismic_index:SeismicIndex",
+        "maxsim": "retrieval_kd.indexes.maxsim_index:MaxSimIndex",
+        "plaid": "retrieval_kd.indexes.plaid_index:PlaidIndex",
     },
 )
 

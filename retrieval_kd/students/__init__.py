@@ -18,6 +18,7 @@ STUDENTS: Registry[StudentClass] = Registry(
     {
         "dense": "retrieval_kd.students.dense:DenseStudent",
         "splade": "retrieval_kd.students.splade:SpladeStudent",
+        "colbert": "retrieval_kd.students.colbert:ColbertStudent",
         "bm25": "retrieval_kd.students.bm25:BM25Student",
         "cross-encoder": "retrieval_kd.students.reranker:RerankerStudent",
     },
