@@ -73,5 +73,6 @@ def test_a_dataset_missing_from_the_cache_is_one_line(tmp_path: Path) -> None:
     env = {**os.environ, "IR_DATASETS_HOME": str(tmp_path / "empty")}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert done.stdout.startswith(
-        f"dataset 'beir/scifact/test' is not in the ir_datasets cache at {tmp_path / 'empty'} and could not be downloaded"
+        f"dataset 'beir/scifact/test' is not in the ir_datasets cache at {tmp_path / 'empty'} "
+        "and could not be downloaded"
     ), done.stdout + done.stderr

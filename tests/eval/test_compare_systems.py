@@ -100,10 +100,7 @@ def test_written_comparison(tmp_path: Path) -> None:
     assert pareto({n: (costs[n]["latency_ms_p50"], rows[n]["mrr@10"]) for n in rows}) == ["mid", "good"]
     files = write_comparison(tmp_path, rows, ["mrr@10"], costs, report, dataset="toy")
     text = files["markdown"].read_text()
-    assert (
-        text.splitlines()[0]
-        == "| # | system | mrr@10 | index MB | p50 ms | QPS | params M |"
-    )
+    assert text.splitlines()[0] == "| # | system | mrr@10 | index MB | p50 ms | QPS | params M |"
     assert "| a | good | " in text and "| 2.5 | 9.00 | 100 | 22.0 |" in text
     assert "Holm-corrected across 3 pairs per metric" in text
     record = json.loads(files["json"].read_text())
