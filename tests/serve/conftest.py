@@ -59,7 +59,7 @@ def free_server(args: list[str], env: dict[str, str] | None = None) -> tuple[sub
     )
     assert proc.stdout is not None
     lines = []
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # a loaded CI machine starts torch slowly
     url = None
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
