@@ -23,29 +23,30 @@ def test_estimate_is_within_a_factor_of_two_of_the_real_run(
     train = f"{tiny_beir}:train"
     mined = mine_stage(MineStage(train, str(tiny_model), tmp_path / "cands", negatives=15))
     config = ScoreStage(mined.path, train, "llm-pointwise", str(tiny_lm), tmp_path / "store", 8, device="cpu")
-    # best of 3 on each side: on a shared CPU one slow round says more about the neighbours than
-    # about the estimate
-    estimates = [estimate_stage(config, sample=48) for _ in range(3)]
-    estimate = min(estimates, key=lambda e: e.seconds)
-    assert not (tmp_path / "store").exists()  # nothing written
-
     dataset = load_dataset(train)
     pairs = Candidates.load(mined.path, corpus=dataset.docs).pairs()
-    assert estimate.pairs == estimate.calls == len(pairs) >= 100 and estimate.sample_calls == 48
     teacher = build_teacher("llm-pointwise", str(tiny_lm), batch_size=8, device="cpu")
     texts = dataset.doc_texts()
     tokens = teacher.prompt_tokens([dataset.queries[q] for q, _ in pairs], [texts[d] for _, d in pairs])
-    assert estimate.tokens is not None and 0.8 <= estimate.tokens / tokens <= 1.25  # from 48 of 128 pairs
     teacher.score(["warm"], ["up"])  # as the estimate does: a first call's cost is not per pair
-    reals = []
+    # An estimate and a real run side by side, up to 3 rounds: on a shared CPU a neighbour can
+    # slow either side of one round; an estimator that is off fails every round.
+    rounds = []
     for round_ in range(3):
+        estimate = estimate_stage(config, sample=48)
+        assert not (tmp_path / "store").exists()  # nothing written
+        assert estimate.pairs == estimate.calls == len(pairs) >= 100 and estimate.sample_calls == 48
+        assert estimate.tokens is not None and 0.8 <= estimate.tokens / tokens <= 1.25  # 48 of 128 pairs
         store = ScoreStore.open(tmp_path / f"store-{round_}", teacher.fingerprint(), kind="pointwise")
         start = time.perf_counter()
         score_pairs(store, teacher, pairs, dataset.queries, texts, batch_size=512)
-        reals.append(time.perf_counter() - start)
+        real = time.perf_counter() - start
         store.close()
-    real = min(reals)
-    assert real / 2 <= estimate.seconds <= real * 2, (estimate, real)
+        rounds.append((estimate.seconds, real))
+        if real / 2 <= estimate.seconds <= real * 2:
+            break
+    else:
+        raise AssertionError(f"estimate vs real seconds, every round off by more than 2x: {rounds}")
 
 
 def test_cli_dry_run_prints_the_cost_of_a_pairwise_job(
