@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from retrieval_kd.config_errors import translate
 from retrieval_kd.errors import ConfigError, RkdError
 from retrieval_kd.fingerprint import hash_json
 
@@ -61,8 +62,6 @@ Options = dict[str, Any]
 
 S = TypeVar("S", bound="_Section")
 
-_DEVICE_CHOICES = "'auto', 'cpu', 'cuda', 'cuda:N', 'xpu', 'xpu:N' or 'mps'"
-
 
 class _Section(BaseModel):
     """Strict and frozen: an int is accepted where a float is expected, nothing else converts."""
@@ -83,7 +82,7 @@ class _Section(BaseModel):
             return self.model_validate({**dict(self), **changes})
         except ValidationError as e:
             name = next((k for k, v in SECTIONS.items() if v is type(self)), type(self).__name__)
-            raise _translate(e, type(self), f"[{name}]") from None
+            raise translate(e, type(self), f"[{name}]") from None
 
 
 class DataConfig(_Section):
@@ -264,93 +263,6 @@ class RecipeConfig(BaseModel):
         return config_from_dict(raw, source)
 
 
-# ---- errors: pydantic's structured errors → one line in rkd's format ----------------------------
-
-_TYPE_WORDS = {
-    "float_type": "a number",
-    "int_type": "an integer",
-    "int_from_float": "an integer",
-    "bool_type": "true or false",
-    "string_type": "a string",
-    "dict_type": "a table",
-    "tuple_type": "a list",
-    "list_type": "a list",
-}
-
-
-def _kind(section: type[BaseModel], field: str) -> str:
-    """``an integer`` or ``a number``: how to name a bounded field's type."""
-    info = section.model_fields.get(field)
-    text = str(info.annotation) if info is not None else ""
-    return "an integer" if "int" in text else "a number"
-
-
-def _num(bound: float) -> str:
-    """``0`` for 0.0: bounds read as the user would write them."""
-    return str(int(bound)) if float(bound).is_integer() else str(bound)
-
-
-def _expected(error: Any, section: type[BaseModel], field: str) -> str:
-    kind, ctx = error["type"], error.get("ctx", {})
-    if kind in _TYPE_WORDS:
-        return _TYPE_WORDS[kind]
-    if kind == "greater_than_equal":
-        return f"{_kind(section, field)} >= {_num(ctx['ge'])}"
-    if kind == "greater_than":
-        return f"{_kind(section, field)} > {_num(ctx['gt'])}"
-    if kind == "less_than":
-        return f"{_kind(section, field)} < {_num(ctx['lt'])}"
-    if kind == "less_than_equal":
-        return f"{_kind(section, field)} <= {_num(ctx['le'])}"
-    if kind == "finite_number":
-        return "a finite number"
-    if kind == "literal_error":
-        return f"one of {ctx['expected'].replace(' or ', ', ')}"
-    if kind == "string_too_short":
-        return "a non-empty string"
-    if kind == "too_short":
-        return "a non-empty list"
-    if kind == "string_pattern_mismatch" and field == "device":
-        return _DEVICE_CHOICES
-    if kind == "value_error":  # our validators raise ValueError(what was expected)
-        return str(ctx["error"])
-    return str(error["msg"]).removeprefix("Input should be ").removeprefix("Value error, ")
-
-
-def _nested(section: type[BaseModel], loc: Sequence[Any]) -> type[BaseModel]:
-    """The model class at ``loc`` inside ``section`` (list positions skipped)."""
-    import typing
-
-    model = section
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        annotation = model.model_fields[str(part)].annotation
-        candidates = [annotation, *typing.get_args(annotation)]
-        model = next(c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel))
-    return model
-
-
-def _translate(error: ValidationError, section: type[BaseModel], where: str) -> ConfigError:
-    """The first problem of a section's :class:`ValidationError`, as one line; unknown fields are
-    reported together, with the valid names."""
-    errors = error.errors(include_url=False)
-    extra = [e["loc"] for e in errors if e["type"] == "extra_forbidden"]
-    if extra:
-        # a nested table ([[eval.systems]]) names its own path and fields
-        parent, model = extra[0][:-1], _nested(section, extra[0][:-1])
-        unknown = sorted(str(loc[-1]) for loc in extra if loc[:-1] == parent)
-        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parent)
-        return ConfigError(
-            f"{where}{path}: unknown field(s) {unknown}; valid fields: {list(model.model_fields)}"
-        )
-    first = errors[0]
-    field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
-    top = str(first["loc"][0]) if first["loc"] else ""
-    got = first["input"]
-    return ConfigError(f"{where}{field}: expected {_expected(first, section, top)}, got {got!r}")
-
-
 def config_from_dict(raw: Mapping[str, Any], source: str | Path) -> RecipeConfig:
     """Builds a :class:`RecipeConfig` from parsed TOML and checks it (types, ranges, registries).
 
@@ -378,7 +290,7 @@ def config_from_dict(raw: Mapping[str, Any], source: str | Path) -> RecipeConfig
         try:
             sections[key] = cls.model_validate(value)
         except ValidationError as e:
-            raise _translate(e, cls, f"{source}: [{key}]") from None
+            raise translate(e, cls, f"{source}: [{key}]") from None
     config = RecipeConfig.model_validate({"name": name, "source": str(source), **sections})
     validate(config, source)
     return config
