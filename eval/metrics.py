@@ -170,6 +170,16 @@ def evaluate(
     return {name: float(scores[name]) for name in names}
 
 
+def letter(i: int) -> str:
+    """The letter naming the ``i``-th row of a comparison table (a, b, ..., z, then [26], ...).
+
+    Example:
+        >>> letter(0), letter(25), letter(26)
+        ('a', 'z', '[26]')
+    """
+    return chr(ord("a") + i) if i < 26 else f"[{i}]"
+
+
 @dataclass(frozen=True)
 class CompareReport:
     """Per-run metrics with paired significance tests between every two runs.
@@ -209,7 +219,7 @@ class CompareReport:
 
         The letters follow the order of :attr:`run_names`, as in ranx's and papers' tables.
         """
-        letters = {name: chr(ord("a") + i) if i < 26 else f"[{i}]" for i, name in enumerate(self.run_names)}
+        letters = {name: letter(i) for i, name in enumerate(self.run_names)}
         return {
             run: {m: "".join(letters[o] for o in beaten) for m, beaten in per_metric.items()}
             for run, per_metric in self.better_than.items()

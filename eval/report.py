@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from retrieval_kd.eval.cost import COST_COLUMNS, cell, shown
-from retrieval_kd.eval.metrics import CompareReport
+from retrieval_kd.eval.metrics import CompareReport, letter
 from retrieval_kd.io import atomic_write_json, atomic_write_text
 
 __all__ = ["markdown", "pareto", "plot_quality_latency", "write_comparison"]
@@ -44,7 +44,7 @@ def _letters(report: CompareReport | None) -> tuple[dict[str, str], dict[str, di
     if report is None:
         return {}, {}
     markers = report.markers()
-    names = {name: chr(ord("a") + i) if i < 26 else f"[{i}]" for i, name in enumerate(report.run_names)}
+    names = {name: letter(i) for i, name in enumerate(report.run_names)}
     return names, markers
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from rich.table import Table
 
 from retrieval_kd.eval.cost import COST_COLUMNS, cell, shown
+from retrieval_kd.eval.metrics import letter
 
 __all__ = ["metrics_table"]
 
@@ -48,6 +49,6 @@ def metrics_table(
             mark = (markers or {}).get(system, {}).get(metric, "")
             cells.append(f"{scores[metric]:.4f}" + (f" {mark}" if mark else ""))
         cells += [cell(key, ((costs or {}).get(system) or {}).get(key)) for key in columns]
-        lead = [chr(ord("a") + i) if i < 26 else str(i), system] if markers else [system]
+        lead = [letter(i), system] if markers else [system]
         table.add_row(*lead, *cells)
     return table

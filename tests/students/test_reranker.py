@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from retrieval_kd.config import TrainConfig
+from retrieval_kd.config import StudentConfig, TrainConfig
 from retrieval_kd.data import load_dataset
 from retrieval_kd.stages import MineStage, ScoreStage, TrainStage, mine_stage, score_stage, train_stage
 from retrieval_kd.students import build_student, load_student
@@ -23,6 +23,13 @@ def scored(tiny_beir: Path, tiny_model: Path, tmp_path: Path) -> tuple[Path, Pat
     score = ScoreStage(mined.path, data, "bi-encoder", str(tiny_model), tmp_path / "scores")
     teacher = score_stage(score).extra["teacher"]
     return mined.path, tmp_path / "scores", teacher
+
+
+def _configs(tiny_model: Path, loss: str) -> tuple[TrainConfig, StudentConfig]:
+    """8 epochs over the tiny fixture, and a 1-layer cross-encoder on the tiny raw BERT."""
+    train = {"loss": loss, "negatives": 3, "epochs": 8, "batch_size": 4, "lr": 3e-3, "warmup": 0.0, "seed": 0}
+    student = {"kind": "cross-encoder", "model": str(tiny_model.parent / "hf"), "num_layers": 1}
+    return TrainConfig.model_validate(train), StudentConfig.model_validate(student)
 
 
 def test_scores_are_pair_logits(tiny_model: Path) -> None:
@@ -44,16 +51,12 @@ def test_distilled_reranker_learns_the_teachers_order(
 ) -> None:
     from sentence_transformers import CrossEncoder
 
-    from retrieval_kd.config import StudentConfig
     from retrieval_kd.scores.store import ScoreStore
     from retrieval_kd.train.trainer import build_groups
 
     candidates, store, teacher = scored
-    config = TrainConfig.model_validate(
-        {"loss": "kl", "negatives": 3, "epochs": 8, "batch_size": 4, "lr": 3e-3, "warmup": 0.0, "seed": 0}
-    )
-    hf = str(tiny_model.parent / "hf")
-    student_config = StudentConfig.model_validate({"kind": "cross-encoder", "model": hf, "num_layers": 1})
+    config, student_config = _configs(tiny_model, "kl")
+    hf = student_config.model
     result = train_stage(
         TrainStage(
             candidates, store, teacher, f"{tiny_beir}:train", student_config, config, tmp_path / "student"
@@ -96,15 +99,11 @@ def test_bce_from_qrels_alone_ranks_positives_first(
     scored: tuple[Path, Path, str], tiny_beir: Path, tiny_model: Path, tmp_path: Path
 ) -> None:
     """loss = "bce" ignores the teacher: the positives (qrels) should rise to the top."""
-    from retrieval_kd.config import StudentConfig
     from retrieval_kd.evaluation import evaluate_system
 
     candidates, store, teacher = scored
-    config = TrainConfig.model_validate(
-        {"loss": "bce", "negatives": 3, "epochs": 8, "batch_size": 4, "lr": 3e-3, "warmup": 0.0, "seed": 0}
-    )
-    hf = str(tiny_model.parent / "hf")
-    student_config = StudentConfig.model_validate({"kind": "cross-encoder", "model": hf, "num_layers": 1})
+    config, student_config = _configs(tiny_model, "bce")
+    hf = student_config.model
     train_stage(
         TrainStage(candidates, store, teacher, f"{tiny_beir}:train", student_config, config, tmp_path / "s")
     )
