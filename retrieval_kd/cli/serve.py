@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -77,20 +78,32 @@ def _settings(
     return ServeSettings(batching, max_batch, max_wait_ms, max_queries, max_body, key)
 
 
-def run_server(served: list[ServedIndex], settings: ServeSettings, host: str, port: int) -> None:
-    """Runs uvicorn until interrupted; prints the address it listens on once ready."""
-    import socket
+def listen(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (port 0: any free one), for uvicorn to serve on.
 
-    import uvicorn
-
-    from retrieval_kd.serve.app import create_app
-
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    proto=IPPROTO_TCP, not the default 0: asyncio sets TCP_NODELAY on accepted connections only
+    when the listening socket says TCP (``asyncio.base_events._set_nodelay``). With proto 0 every
+    answer on a keep-alive connection waited up to 40 ms for the client's delayed ACK (a /health
+    call took 44 ms instead of 0.7 ms; BENCHMARKS.md, "rkd serve under load").
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
     except OSError as e:
+        sock.close()
         raise RkdError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+    return sock
+
+
+def run_server(served: list[ServedIndex], settings: ServeSettings, host: str, port: int) -> None:
+    """Runs uvicorn until interrupted; prints the address it listens on once ready."""
+    import uvicorn
+
+    from retrieval_kd.serve.app import create_app
+
+    sock = listen(host, port)
     bound = sock.getsockname()[1]
     app = create_app(served, settings)
     names = ", ".join(s.name for s in served)

@@ -31,6 +31,11 @@ from retrieval_kd.serve.metrics import Metrics
 from retrieval_kd.serve.systems import ServedIndex
 
 PUBLIC = ("/health", "/", "/static/")  # the page's files hold no data; /search and /indexes do
+DISCARD_BYTES = 64 << 20
+"""How much of a body over the limit is read and dropped before the 413 goes out. A server that
+answers and closes while the client is still sending makes the client's next write fail (broken
+pipe, connection reset) before it reads the answer, so a client would see an error instead of
+the 413 (nginx's "lingering close" does the same); past this much the connection is just closed."""
 KEY_HEADER = "x-api-key"
 
 
@@ -257,6 +262,16 @@ class _TooLarge(HTTPException):
         super().__init__(413, f"request body over the limit of {limit} bytes")
 
 
+async def _discard(receive: Receive) -> None:
+    """Reads the rest of a request body (up to :data:`DISCARD_BYTES`) and drops it."""
+    seen = 0
+    while seen <= DISCARD_BYTES:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
+        seen += len(message.get("body", b""))
+
+
 class _Guard:
     """ASGI middleware: the API key, the body size limit, and the request metrics."""
 
@@ -284,10 +299,13 @@ class _Guard:
         try:
             refusal = self._refusal(scope)
             if refusal is not None:
+                if refusal.status_code == 413:
+                    await _discard(receive)
                 await refusal(scope, receive, sending)
                 return
             await self.app(scope, self._counting(receive), sending)
         except _TooLarge:
+            await _discard(receive)
             await self._too_large()(scope, receive, sending)
         finally:
             seconds = time.perf_counter() - start

@@ -75,3 +75,31 @@ def test_api_key_from_the_environment_and_a_clean_stop(
     proc.send_signal(signal.SIGINT)  # Ctrl-C
     assert proc.wait(timeout=30) == 0
     assert proc.stdout is not None and "Traceback" not in proc.stdout.read()
+
+
+def test_accepted_connections_have_nagle_off() -> None:
+    """The listening socket says TCP, so asyncio (uvicorn's loop) sets TCP_NODELAY on every accepted
+    connection; with proto 0 it did not, and keep-alive answers waited 40 ms for a delayed ACK."""
+    import asyncio
+    import socket
+
+    from retrieval_kd.cli.serve import listen
+
+    async def accepted_nodelay() -> int:
+        seen: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            sock = writer.get_extra_info("socket")
+            seen.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(connected, sock=listen("127.0.0.1", 0))
+        port = server.sockets[0].getsockname()[1]
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        value = await asyncio.wait_for(seen, 10)
+        writer.close()
+        server.close()
+        await server.wait_closed()
+        return value
+
+    assert asyncio.run(accepted_nodelay()) == 1
