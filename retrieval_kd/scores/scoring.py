@@ -10,6 +10,7 @@ import numpy as np
 from retrieval_kd.errors import DataError, RkdError
 from retrieval_kd.protocols import Teacher
 from retrieval_kd.scores.store import ScoreStore
+from retrieval_kd.timing import Phases
 from retrieval_kd.types import Pair
 
 
@@ -37,6 +38,7 @@ def score_pairs(
     batch_size: int = 64,
     shard: tuple[int, int] = (0, 1),
     progress: Callable[[int], None] | None = None,
+    phases: Phases | None = None,
 ) -> int:
     """Scores this shard's pairs that ``store`` lacks, one stored part per batch; resumable.
 
@@ -55,6 +57,8 @@ def score_pairs(
         batch_size: pairs per ``teacher.score`` call and per stored part.
         shard: ``(i, n)``, this process's shard of ``n``.
         progress: called with the batch size after each stored batch.
+        phases: where the time goes: ``teacher.score`` calls add to ``compute``, stored parts to
+            ``write``.
 
     Returns:
         The number of pairs scored by this call.
@@ -84,9 +88,11 @@ def score_pairs(
     # resumed run cuts exactly the batches that were still missing.
     todo = sorted(store.missing(sorted(mine)), key=lambda p: (len(query_text[p[0]]) + len(doc_text[p[1]]), p))
 
+    phases = phases if phases is not None else Phases()
     for start in range(0, len(todo), batch_size):
         batch = todo[start : start + batch_size]
-        raw = teacher.score([query_text[q] for q, _ in batch], [doc_text[d] for _, d in batch])
+        with phases.span("compute"):
+            raw = teacher.score([query_text[q] for q, _ in batch], [doc_text[d] for _, d in batch])
         scores = np.asarray(raw, dtype=np.float32)
         if scores.shape != (len(batch),):
             raise RkdError(
@@ -100,7 +106,8 @@ def score_pairs(
                 f"teacher {fingerprint!r} returned a non-finite score {scores[bad[0]]} for pair "
                 f"(query {q!r}, doc {d!r}); none of this batch of {len(batch)} was stored"
             )
-        store.add(batch, scores)
+        with phases.span("write"):
+            store.add(batch, scores)
         if progress is not None:
             progress(len(batch))
     return len(todo)

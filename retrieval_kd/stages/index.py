@@ -11,9 +11,10 @@ from retrieval_kd.artifacts import building, mark, stage_fingerprint
 from retrieval_kd.distributed import all_agree, barrier, is_main
 from retrieval_kd.errors import RkdError
 from retrieval_kd.fingerprint import hash_json
-from retrieval_kd.io import read_json
+from retrieval_kd.io import atomic_write_json, read_json
 from retrieval_kd.progress import Progress
 from retrieval_kd.stages._common import StageResult, adopt, model_hash, student_source
+from retrieval_kd.timing import Phases, size
 
 
 def index_fingerprint(
@@ -67,6 +68,7 @@ class IndexStage:
 def index_stage(config: IndexStage, progress: Progress | None = None) -> StageResult:
     """Builds the index unless ``config.out`` (or a ``reuse`` folder) already is this index."""
     from retrieval_kd.data import load_dataset
+    from retrieval_kd.eval.cost import folder_bytes
     from retrieval_kd.indexing import build_index, corpus_fingerprint
     from retrieval_kd.protocols import Encoder
     from retrieval_kd.students import open_student
@@ -94,19 +96,51 @@ def index_stage(config: IndexStage, progress: Progress | None = None) -> StageRe
         raise RkdError(
             f"{config.model}: a {student.kind} student is a {student.role}; only encoders build an index"
         )
-    index = build_index(student, dataset, config.kind, config.options, config.batch_size, progress=progress)
+    phases = Phases()
+    index = build_index(
+        student, dataset, config.kind, config.options, config.batch_size, progress=progress, phases=phases
+    )
     index.manifest["student_path"] = student_source(config.model)
     index.manifest["student_kind"] = student.kind  # how evaluation reopens the query encoder
     index.manifest["student_max_seq_length"] = config.max_seq_length
     with building(config.out) as tmp:
-        index.save(tmp)
+        with phases.span("write"):
+            index.save(tmp)
+        build = {**phases.record(len(dataset.docs)), "bytes": folder_bytes(tmp)}
+        build.update(search_rate(student, tmp, dataset.queries))
+        manifest = read_json(tmp / "manifest.json")  # its "files" checksums stay as written
+        atomic_write_json(tmp / "manifest.json", {**manifest, "build": build})
         mark(tmp, "index", fp)
     barrier()
-    count = read_json(config.out / "manifest.json").get("count")
+    qps = f", {build['qps']:,.0f} QPS ({build['qps_queries']} queries, k=10)" if build.get("qps") else ""
     return StageResult(
         "index",
         config.out,
         fp,
         True,
-        f"{count} docs, {index.kind}, student {student.fingerprint()} → {config.out}",
+        f"{index.kind}, student {student.fingerprint()} → {config.out}\n"
+        f"  {phases.summary(len(dataset.docs), 'docs')}; {size(build['bytes'])} on disk{qps}",
     )
+
+
+QPS_QUERIES = 200
+
+
+def search_rate(student: Any, folder: Path, queries: Mapping[str, str]) -> dict[str, Any]:
+    """Queries per second of the saved index at ``folder`` (loaded as a server would), over up to
+    :data:`QPS_QUERIES` of the dataset's queries in one batched pass, k=10, query encoding
+    included, after a warm-up of 8; nothing when the dataset has no queries."""
+    import time
+
+    from retrieval_kd.api import Retriever
+    from retrieval_kd.indexes import load_index
+
+    chosen = dict(list(queries.items())[:QPS_QUERIES])
+    if not chosen:
+        return {}
+    retriever = Retriever(student, load_index(folder))
+    retriever.search(dict(list(chosen.items())[:8]), k=10)
+    began = time.perf_counter()
+    retriever.search(chosen, k=10)
+    seconds = time.perf_counter() - began
+    return {"qps": round(len(chosen) / seconds, 1), "qps_queries": len(chosen)}

@@ -14,6 +14,7 @@ from retrieval_kd.fingerprint import hash_json
 from retrieval_kd.io import atomic_write_json, read_json
 from retrieval_kd.progress import Progress, ensure
 from retrieval_kd.stages._common import StageResult, input_fingerprint, model_hash
+from retrieval_kd.timing import Phases, timed_preprocess
 from retrieval_kd.types import Pair
 
 log = logging.getLogger(__name__)
@@ -104,28 +105,37 @@ def score_stage(config: ScoreStage, progress: Progress | None = None) -> StageRe
     )
     teacher_fp = teacher.fingerprint()
     spec = getattr(teacher, "spec", lambda: {"kind": config.teacher, "model": config.model})()
+    timing: dict[str, Any] = {}  # where the scoring time went (pointwise teachers)
     if isinstance(teacher, PairwiseTeacher | ListTeacher):  # judges whole candidate lists (judge.py)
         docs = dataset.doc_texts()
         args = (config.store, teacher, spec, mine, dataset.queries, docs, shard, config.part_size, progress)
         teacher_fp, summary = judge_candidates(*args)
     else:
+        phases = Phases()
         with ScoreStore.open(config.store, teacher_fp, spec, writer=writer_name(shard)) as store:
             todo = store.missing(mine)
             task = ensure(progress).task("teacher scoring", len(todo), unit="pairs")
-            scored = score_pairs(
-                store,
-                teacher,
-                mine,
-                dataset.queries,
-                dataset.doc_texts(),
-                batch_size=config.part_size,
-                progress=task.advance,
-            )
+            tokenized = dict(getattr(teacher, "timings", {}))
+            with timed_preprocess(getattr(teacher, "model", None), phases):
+                scored = score_pairs(
+                    store,
+                    teacher,
+                    mine,
+                    dataset.queries,
+                    dataset.doc_texts(),
+                    batch_size=config.part_size,
+                    progress=task.advance,
+                    phases=phases,
+                )
             held = len(store)
+        _tokenizing_apart(phases, getattr(teacher, "timings", {}), tokenized)
         summary = (
             f"teacher {teacher_fp}: scored {scored} pairs, {len(mine) - scored} already stored; "
             f"store holds {held} → {config.store / teacher_fp}"
         )
+        if scored:
+            summary += f"\n  {phases.summary(scored, 'pairs')}"
+            timing = phases.record(scored)
     atomic_write_json(stamp, {"teacher": teacher_fp})
     out_fp = hash_json(
         {"candidates": input_fingerprint(config.candidates, "candidates"), "teacher": teacher_fp}
@@ -137,8 +147,19 @@ def score_stage(config: ScoreStage, progress: Progress | None = None) -> StageRe
         out_fp,
         True,
         f"{summary}{where}",
-        {"teacher": teacher_fp},
+        {"teacher": teacher_fp, "timing": timing},
     )
+
+
+def _tokenizing_apart(phases: Phases, timings: Mapping[str, float], before: Mapping[str, float]) -> None:
+    """Moves tokenizing out of ``compute``: what ``model.preprocess`` took (sentence-transformers'
+    own path, timed by :func:`timed_preprocess`) plus what a teacher that tokenizes by itself
+    records in its ``timings`` (the cross-encoder's tokenize-once assembler)."""
+    own = timings.get("tokenize", 0.0) - before.get("tokenize", 0.0)
+    if own > 0:
+        phases.add("tokenize", own)
+    if "compute" in phases.seconds:
+        phases.seconds["compute"] = max(0.0, phases.seconds["compute"] - phases.seconds.get("tokenize", 0.0))
 
 
 def _read_stamp(path: Path) -> str:

@@ -118,7 +118,7 @@ def test_cli_loop(tiny_beir: Path, tiny_model: Path, tmp_path: Path, tiny_recipe
     out = invoke(
         "index", "--model", str(tmp_path / "student"), "--dataset", test_ds, "--out", str(tmp_path / "ix")
     )
-    assert "32 docs, faiss" in out
+    assert "index: faiss, student" in out and "32 docs in " in out
     ix_manifest = json.loads((tmp_path / "ix" / "manifest.json").read_text())
     rkd_meta = json.loads((tmp_path / "student" / "rkd.json").read_text())
     assert (

@@ -3,6 +3,7 @@ it aside, scores exactly its pairs again, and the store equals the undamaged one
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,29 @@ def test_flipped_byte_is_refused_then_rescored(tiny_beir: Path, tiny_model: Path
     assert (store.path / "quarantine" / parts[2].name).is_file()  # set aside, not deleted
     assert ScoreStore.load(tmp_path / "store").to_table().equals(original)
     assert not score_stage(config).ran  # and now up to date
+
+
+@pytest.mark.parametrize("teacher", ["bi-encoder", "cross-encoder"])
+def test_scoring_says_where_the_time_went(
+    teacher: str, tiny_beir: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    """Pairs per second and the shares of tokenizing, computing and writing, printed and returned:
+    the bi-encoder tokenizes through sentence-transformers' ``preprocess``, the cross-encoder in its
+    own tokenize-once assembler; both are counted apart from computing."""
+    from retrieval_kd.testing import tiny_cross_encoder_folder
+
+    train = f"{tiny_beir}:train"
+    mined = mine_stage(MineStage(train, str(tiny_model), tmp_path / "cands", negatives=4))
+    model = tiny_model if teacher == "bi-encoder" else tiny_cross_encoder_folder(tmp_path / "ce", tiny_model)
+    config = ScoreStage(mined.path, train, teacher, str(model), tmp_path / "store", batch_size=4, part_size=8)
+    result = score_stage(config)
+    timing = result.extra["timing"]
+    assert timing["items"] == 40 and set(timing["phases"]) == {"tokenize", "compute", "write"}
+    assert all(seconds > 0 for seconds in timing["phases"].values())
+    assert sum(timing["phases"].values()) <= timing["seconds"] + 0.002  # total rounded to 1 ms
+    assert timing["per_s"] == round(40 / timing["seconds"], 1)
+    assert re.search(
+        r"\n  40 pairs in [\d.]+ s \([\d.,]+ pairs/s\): tokenize \d+%, compute \d+%, write \d+%, other \d+%$",
+        result.summary,
+    ), result.summary
+    assert "timing" not in score_stage(config).extra  # up to date: nothing scored, nothing timed
