@@ -3,12 +3,14 @@
 Under ``torchrun --nproc-per-node N -m retrieval_kd ...`` each rank scores its own shard into
 its own store writer, the Trainer runs data-parallel, and the stages that write one shared
 artifact (mining, saving a student, indexing, evaluation) run on rank 0 while the others wait.
+``rkd train --nproc N`` and ``rkd run --nproc N`` start that same launch themselves
+(:func:`relaunch`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from retrieval_kd.errors import RkdError
 
@@ -99,3 +101,80 @@ def all_agree(check: Callable[[], bool]) -> bool:
     result = check()
     barrier()
     return result
+
+
+def under_launcher() -> bool:
+    """True inside a process that torchrun (or ``--nproc``) started."""
+    return "TORCHELASTIC_RUN_ID" in os.environ or world()[1] > 1
+
+
+def threads_per_rank(nproc: int, cores: int | None = None) -> int:
+    """The CPU threads each of ``nproc`` ranks gets: the cores this process may use, split evenly
+    (at least one), so the ranks together use every core without oversubscribing them.
+
+    Example:
+        >>> threads_per_rank(2, cores=16), threads_per_rank(4, cores=2)
+        (8, 1)
+    """
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // nproc)
+
+
+def without_option(argv: Sequence[str], name: str) -> list[str]:
+    """``argv`` without ``name VALUE`` and ``name=VALUE``.
+
+    Example:
+        >>> without_option(["train", "r.toml", "--nproc", "2", "-o", "x"], "--nproc")
+        ['train', 'r.toml', '-o', 'x']
+        >>> without_option(["run", "--nproc=4", "r.toml"], "--nproc")
+        ['run', 'r.toml']
+    """
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == name:
+            skip = True
+        elif not arg.startswith(f"{name}="):
+            kept.append(arg)
+    return kept
+
+
+def relaunch(nproc: int, argv: Sequence[str]) -> int:
+    """Runs ``python -m retrieval_kd ARGV`` on ``nproc`` local processes with torch's own
+    launcher (``torch.distributed.run``, the code behind ``torchrun --standalone``) and returns
+    the exit status: 0, or the first failed rank's status (a negative signal number becomes
+    128 + signal, as a shell reports it).
+
+    Threads: unless the user fixed them (``rkd --threads N`` or ``OMP_NUM_THREADS``), each rank
+    gets :func:`threads_per_rank` threads (torchrun alone would give each rank one).
+
+    Raises:
+        RkdError: ``nproc`` below 1, or this process already runs under torchrun.
+    """
+    from retrieval_kd.determinism import THREADS_ENV
+
+    if nproc < 1:
+        raise RkdError(f"--nproc {nproc}: need at least 1 process")
+    if under_launcher():
+        raise RkdError(
+            f"--nproc {nproc}: this process already runs under torchrun (WORLD_SIZE={world()[1]}); "
+            "drop --nproc or launch without torchrun"
+        )
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import main as torchrun
+
+    saved = dict(os.environ)
+    threads = os.environ.get(THREADS_ENV) or os.environ.get("OMP_NUM_THREADS") or str(threads_per_rank(nproc))
+    os.environ["OMP_NUM_THREADS"] = os.environ[THREADS_ENV] = threads
+    try:
+        torchrun(["--standalone", "--nproc-per-node", str(nproc), "-m", "retrieval_kd", *argv])
+    except ChildFailedError as e:
+        _, failure = e.get_first_failure()
+        return failure.exitcode if failure.exitcode >= 0 else 128 - failure.exitcode
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return 0

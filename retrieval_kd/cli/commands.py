@@ -17,6 +17,26 @@ from retrieval_kd.cli._common import cli_errors, out, progress, say
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="hub id or model folder")]
 DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="ir_datasets id or BEIR folder[:split]")]
 BatchOpt = Annotated[int, typer.Option(min=1, help="texts per forward pass")]
+NprocOpt = Annotated[
+    int,
+    typer.Option(
+        "--nproc",
+        min=1,
+        help="processes: N > 1 relaunches this command under torchrun (data-parallel training, one "
+        "score shard per process; the CPU threads split between them)",
+    ),
+]
+
+
+def relaunch_if_asked(nproc: int) -> None:
+    """``--nproc N`` (N > 1): runs this same command line on N processes under torchrun and exits
+    with its status."""
+    if nproc > 1:
+        import sys
+
+        from retrieval_kd.distributed import relaunch, without_option
+
+        raise typer.Exit(relaunch(nproc, without_option(sys.argv[1:], "--nproc")))
 
 
 def parse_options(pairs: list[str]) -> dict[str, object]:
@@ -48,8 +68,10 @@ def run(
             "from the training queries (report-dev.json), the split to tune a recipe on",
         ),
     ] = "test",
+    nproc: NprocOpt = 1,
 ) -> None:
     """Run a recipe end to end: mine, score-teacher, train, index, eval; skip stages already done."""
+    relaunch_if_asked(nproc)
     from retrieval_kd.config import load_config
     from retrieval_kd.distributed import is_main
     from retrieval_kd.eval.table import metrics_table
@@ -200,10 +222,13 @@ def train(
     teacher: Annotated[
         str | None, typer.Option(help="teacher fingerprint, if the store holds several")
     ] = None,
+    nproc: NprocOpt = 1,
 ) -> None:
     """Train a student from the score store with a score-space loss; a rerun after a crash
     resumes from the last checkpoint."""
+    relaunch_if_asked(nproc)
     from retrieval_kd.config import load_config
+    from retrieval_kd.distributed import is_main
     from retrieval_kd.stages import TrainStage, train_stage
 
     cfg = load_config(config)
@@ -219,7 +244,8 @@ def train(
     )
     with progress() as p:
         result = train_stage(stage, p)
-    out.print(result.message(), soft_wrap=True, highlight=False)
+    if is_main():
+        out.print(result.message(), soft_wrap=True, highlight=False)
 
 
 @cli_errors

@@ -20,15 +20,21 @@ class ScoreSpaceLoss(nn.Module):
     ``model`` by its wrapped copy (DDP), which is why the student is asked to score with
     ``self.model``. Everything else (batching, schedule, devices, multi-GPU) stays the Trainer's.
 
+    ``weighted`` (data-parallel runs, :mod:`retrieval_kd.train.sampler`): each label row ends
+    with a weight, 0 on the padding row of a rank the last step left without a group; the loss
+    of a rank with ``n`` of the step's ``m`` groups is scaled by ``n × world / m``, so the
+    gradient DDP averages is the mean over the step's groups, as in one process.
+
     Attributes:
         last_terms: the loss and each regulariser of the last batch, detached (for logging).
     """
 
-    def __init__(self, student: Student, loss: nn.Module, width: int) -> None:
+    def __init__(self, student: Student, loss: nn.Module, width: int, weighted: bool = False) -> None:
         super().__init__()
         self.model = student.model
         self.loss = loss
         self.width = width
+        self.weighted = weighted
         self._student = student  # not a submodule: its model is already registered above
         self.last_terms: dict[str, float] = {}
 
@@ -44,13 +50,27 @@ class ScoreSpaceLoss(nn.Module):
         else:
             teacher = torch.as_tensor(labels)
         teacher = teacher.to(device=scores.device, dtype=scores.dtype)
+        scale = None
+        if self.weighted:
+            teacher, scale = teacher[:, :-1], _rank_share(teacher[:, -1])
         out: Tensor = self.loss(scores, teacher)
         self.last_terms = {"distill": float(out.detach())}
         for name, term in regularizers.items():
             out = out + term
             self.last_terms[name] = float(term.detach())
-        return out
+        return out if scale is None else out * scale
 
     @property
     def citation(self) -> str:
         return ""
+
+
+def _rank_share(weights: Tensor) -> float:
+    """``n × world / m``: this rank's ``n`` real groups (weight 1; a padding row has 0) against
+    the ``m`` of the whole step (one scalar all-reduce)."""
+    import torch.distributed as dist
+
+    n = weights.float().sum()
+    m = n.detach().clone()
+    dist.all_reduce(m)
+    return float(n) * dist.get_world_size() / float(m)

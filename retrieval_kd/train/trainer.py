@@ -60,16 +60,27 @@ def build_groups(candidates: Candidates, store: ScoreStore, config: TrainConfig,
     ]
 
 
-def make_dataset(groups: list[Group], queries: Mapping[str, str], docs: Mapping[str, str]) -> Any:
+def make_dataset(
+    groups: list[Group], queries: Mapping[str, str], docs: Mapping[str, str], padded: bool = False
+) -> Any:
     """Columns ``query, doc0..docN, label``: the layout every sentence-transformers Trainer's
-    collator expects (labels in a column named ``label``, input columns in order)."""
+    collator expects (labels in a column named ``label``, input columns in order).
+
+    ``padded`` (data-parallel runs, :mod:`retrieval_kd.train.sampler`): each label ends with a
+    weight, 1 for every group, and one more row (a copy of the first group, weight 0) follows for
+    a rank that the last step leaves without a group.
+    """
     from datasets import Dataset
 
     width = len(groups[0].doc_ids)
-    data: dict[str, list[Any]] = {"query": [queries[g.query_id] for g in groups]}
+    rows = [*groups, groups[0]] if padded else groups
+    data: dict[str, list[Any]] = {"query": [queries[g.query_id] for g in rows]}
     for i in range(width):
-        data[f"doc{i}"] = [docs[g.doc_ids[i]] for g in groups]
-    data["label"] = [list(g.teacher) for g in groups]
+        data[f"doc{i}"] = [docs[g.doc_ids[i]] for g in rows]
+    data["label"] = [list(g.teacher) for g in rows]
+    if padded:
+        for i, label in enumerate(data["label"]):
+            label.append(0.0 if i == len(groups) else 1.0)
     return Dataset.from_dict(data)
 
 
@@ -125,14 +136,16 @@ def train_student(
         The loss log, one row per optimiser step since the start of training (resumed runs
         include the steps before the interruption).
     """
+    from functools import partial
+
     import torch
-    from datasets import concatenate_datasets
     from transformers import PrinterCallback, TrainerCallback
 
     from retrieval_kd.determinism import deterministic_kernels, set_threads
     from retrieval_kd.losses import build_loss
     from retrieval_kd.train.adapter import ScoreSpaceLoss
     from retrieval_kd.train.args import check_trainer_args
+    from retrieval_kd.train.sampler import RankSlicedBatchSampler
 
     check_trainer_args(config.args, "")
     set_threads()
@@ -142,18 +155,22 @@ def train_student(
         # DataLoader workers fork after the tokenizer ran: the one place rkd forks
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     epochs = max(1, int(-(-config.epochs // 1)))
-    datasets = [
-        make_dataset(build_groups(candidates, store, config, e), queries, docs) for e in range(epochs)
-    ]
-    dataset = concatenate_datasets(datasets) if len(datasets) > 1 else datasets[0]
+    groups = [g for e in range(epochs) for g in build_groups(candidates, store, config, e)]
     if config.epochs != epochs:  # fractional epochs: keep the leading share
-        dataset = dataset.select(range(int(len(dataset) * config.epochs / epochs)))
-    if len(dataset) == 0:
+        groups = groups[: int(len(groups) * config.epochs / epochs)]
+    if not groups:
         raise RkdError("training has no groups: the candidates hold no query with a positive")
-    # under torchrun each rank takes batch_size groups per step
-    steps = -(-len(dataset) // (config.batch_size * world()[1]))
+    # under torchrun each rank takes batch_size groups per step; the sampler makes every global
+    # step the one-process run's batch of batch_size × world groups (unless [train.args] names
+    # its own batch_sampler)
+    size = world()[1]
+    sliced = size > 1 and "batch_sampler" not in config.args
+    dataset = make_dataset(groups, queries, docs, padded=sliced)
+    steps = -(-len(groups) // (config.batch_size * size))
     total = config.max_steps if config.max_steps > 0 else steps
-    loss = ScoreSpaceLoss(student, build_loss(config.loss, **config.loss_options), config.negatives + 1)
+    loss = ScoreSpaceLoss(
+        student, build_loss(config.loss, **config.loss_options), config.negatives + 1, weighted=sliced
+    )
     task = ensure(progress).task("training", total, unit="steps")
     terms: dict[int, dict[str, float]] = {}  # step → distillation loss and each regulariser
 
@@ -172,6 +189,8 @@ def train_student(
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(folder / "rkd-train.json", {"fingerprint": fingerprint})
     trainer_cls, args_cls = student.trainer_classes()
+    drop_tail = bool(config.args.get("dataloader_drop_last", False))
+    sampler = partial(RankSlicedBatchSampler, world=size, groups=len(groups), drop_tail=drop_tail)
     args = args_cls(
         output_dir=str(folder),
         # the epochs were unrolled into the dataset (fresh negatives per epoch), so one pass
@@ -191,6 +210,7 @@ def train_student(
         disable_tqdm=True,
         bf16=config.bf16,
         use_cpu=not torch.cuda.is_available(),
+        **({"batch_sampler": sampler} if sliced else {}),
         **dict(config.args),
     )
     trainer = trainer_cls(

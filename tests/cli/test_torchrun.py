@@ -60,8 +60,9 @@ def test_torchrun_two_processes_equal_one(tiny_beir: Path, tiny_model: Path, tmp
 
 
 def test_torchrun_recipe_scores_shards_and_trains(tiny_beir: Path, tiny_model: Path, tmp_path: Path) -> None:
-    """`rkd run` on 2 ranks: rank 0 mines, each rank scores its shard, both train (DDP, gloo),
-    rank 0 saves, indexes and evaluates; the store equals one process scoring everything."""
+    """`rkd run --nproc 2` (torchrun underneath): rank 0 mines, each rank scores its shard, both
+    train (DDP, gloo), rank 0 saves, indexes and evaluates; the store equals one process scoring
+    everything."""
     recipe = tmp_path / "r.toml"
     recipe.write_text(
         f"""
@@ -88,7 +89,17 @@ k = 10
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env["OMP_NUM_THREADS"] = "1"
     two = subprocess.run(
-        [*TORCHRUN, "-m", "retrieval_kd", "run", str(recipe), "--out", str(tmp_path / "run")],
+        [
+            sys.executable,
+            "-m",
+            "retrieval_kd",
+            "run",
+            str(recipe),
+            "--out",
+            str(tmp_path / "run"),
+            "--nproc",
+            "2",
+        ],
         capture_output=True,
         text=True,
         env=env,

@@ -8,20 +8,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from safetensors.numpy import load_file
-
-from retrieval_kd.data import load_dataset
-from retrieval_kd.data.candidates import Candidate, Candidates
-from retrieval_kd.scores.scoring import score_pairs
-from retrieval_kd.scores.store import ScoreStore
-from retrieval_kd.testing import FakeTeacher
-
-
-def overlap(query: str, doc: str) -> float:
-    return float(len(set(query.split()) & set(doc.split())))
 
 
 def rkd_train(config: Path, cands: Path, store: Path, out: Path) -> subprocess.Popen[str]:
@@ -36,35 +28,23 @@ def rkd_train(config: Path, cands: Path, store: Path, out: Path) -> subprocess.P
 
 
 def test_sigkill_mid_training_resumes_to_equal_weights(
-    tiny_beir: Path, tiny_model: Path, tmp_path: Path
+    tiny_model: Path,
+    tmp_path: Path,
+    overlap_scored: Callable[[Path, int], Any],
+    train_recipe: Callable[..., Path],
 ) -> None:
-    ds = load_dataset(f"{tiny_beir}:train")
-    ids = sorted(ds.docs)
-    items = []
-    for i, qid in enumerate(sorted(ds.queries)):
-        pos = next(iter(ds.qrels[qid]))
-        items.append(Candidate(qid, (pos,), tuple(d for d in ids[i * 3 : i * 3 + 6] if d != pos)[:4]))
-    Candidates(items).save(tmp_path / "cands")
-    teacher = FakeTeacher(overlap)
-    with ScoreStore.open(tmp_path / "store", teacher.fingerprint(), teacher.spec()) as store:
-        score_pairs(store, teacher, Candidates(items).pairs(), ds.queries, ds.doc_texts())
-    config = tmp_path / "r.toml"
-    config.write_text(
-        f"""
-[data]
-train = "{tiny_beir}:train"
-[student]
-model = "{tiny_model}"
-[train]
-loss = "kl"
-negatives = 4
-epochs = 20
-batch_size = 2
-lr = 1e-3
-warmup = 0.1
-save_steps = 10
-"""
-    )  # 8 groups × 20 epochs / batch 2 = 80 steps, a checkpoint every 10
+    overlap_scored(tmp_path, 4)
+    # 8 groups × 20 epochs / batch 2 = 80 steps, a checkpoint every 10
+    config = train_recipe(
+        tmp_path / "r.toml",
+        loss="kl",
+        negatives=4,
+        epochs=20,
+        batch_size=2,
+        lr=1e-3,
+        warmup=0.1,
+        save_steps=10,
+    )
 
     killed = tmp_path / "killed"
     proc = rkd_train(config, tmp_path / "cands", tmp_path / "store", killed)
