@@ -26,7 +26,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from retrieval_kd.config_errors import translate
-from retrieval_kd.errors import ConfigError, RkdError
+from retrieval_kd.errors import ConfigError
 from retrieval_kd.fingerprint import hash_json
 
 if sys.version_info >= (3, 11):
@@ -44,6 +44,7 @@ __all__ = [
     "RecipeConfig",
     "StudentConfig",
     "TeacherConfig",
+    "TeacherMember",
     "TrainConfig",
     "config_from_dict",
     "load_config",
@@ -95,8 +96,30 @@ class DataConfig(_Section):
     dev: Annotated[float, Field(ge=0, lt=1)] = 0.0
 
 
+class TeacherMember(_Section):
+    """One ``[[teacher.members]]`` of an ensemble teacher, exactly one of: ``kind`` (a TEACHERS
+    name, with ``model`` and the [teacher] settings below), ``retriever`` (a STUDENTS encoder kind:
+    its search scores over the whole corpus, e.g. ``"bm25"``; ``options`` go to its index) or
+    ``scores`` (an existing store: a teacher folder, or a root holding one teacher)."""
+
+    kind: Name | None = None
+    retriever: Name | None = None
+    scores: Name | None = None
+    model: Name | None = None
+    batch_size: PositiveInt = 64
+    max_length: PositiveInt | None = None
+    dtype: Dtype = "float32"
+    device: Device = "auto"
+    options: Options = Field(default_factory=dict)
+
+
 class TeacherConfig(_Section):
-    """``[teacher]``: the model whose scores the student learns; ``kind`` is a TEACHERS name."""
+    """``[teacher]``: the model whose scores the student learns; ``kind`` is a TEACHERS name.
+
+    ``kind = "ensemble"`` fuses its ``members`` (:mod:`retrieval_kd.scores.ensemble`): per-query
+    ``normalisation``, then a sum with fixed ``weights`` (one per member; default equal) or,
+    with ``tune = true``, the weights (a grid of step ``tune_step``) that score best on the
+    training split's qrels, never the evaluation split's."""
 
     kind: Name = "bi-encoder"
     model: Name = "sentence-transformers/all-MiniLM-L6-v2"
@@ -108,6 +131,16 @@ class TeacherConfig(_Section):
     # the score store root (default <out>/scores). A store is keyed by the teacher's fingerprint,
     # so recipes with one teacher share it: a second recipe scores nothing already scored
     store: Name | None = None
+    members: tuple[TeacherMember, ...] = ()
+    normalisation: Literal["zscore", "minmax", "rank", "none"] = "zscore"
+    weights: tuple[NonNegativeFloat, ...] | None = None
+    tune: bool = False
+    tune_step: Annotated[float, Field(gt=0, le=0.5)] = 0.1
+
+    @field_validator("members", "weights", mode="before")
+    @classmethod
+    def _tuples(cls, value: Any) -> Any:
+        return tuple(value) if isinstance(value, list) else value  # TOML arrays are lists
 
 
 class MineConfigSection(_Section):
@@ -121,6 +154,10 @@ class MineConfigSection(_Section):
     index: Options = Field(default_factory=dict)  # options for the retriever's index class
     # candidates folders of other runs to adopt (hard-linked) when they are this exact mining
     reuse: tuple[Name, ...] = ()
+    # false-negative filtering (dense retrievers; off by default): drop a mined negative that the
+    # mining model scores above positive - absolute_margin, or above positive - |positive| * relative_margin
+    absolute_margin: NonNegativeFloat | None = None
+    relative_margin: Annotated[float, Field(ge=0, le=1)] | None = None
 
     @field_validator("reuse", mode="before")
     @classmethod
@@ -312,72 +349,4 @@ def load_config(path: Path) -> RecipeConfig:
     return config_from_dict(raw, path)
 
 
-def validate(config: RecipeConfig, path: Path | str) -> None:
-    """Checks what one section cannot check alone: registry names, metric names and the
-    agreement between sections. Imports the registries only (never torch).
-
-    Raises:
-        ConfigError: ``{path}: [section].field ...`` with the valid choices.
-    """
-    from retrieval_kd.eval.metrics import parse_metric
-    from retrieval_kd.indexes import INDEXES
-    from retrieval_kd.losses import LOSSES
-    from retrieval_kd.students import STUDENTS
-    from retrieval_kd.teachers import TEACHERS
-
-    checks: list[tuple[Any, str | None, str]] = [
-        (TEACHERS, config.teacher.kind, "[teacher].kind"),
-        (STUDENTS, config.mine.kind, "[mine].kind"),
-        (STUDENTS, config.student.kind, "[student].kind"),
-        (LOSSES, config.train.loss, "[train].loss"),
-        (INDEXES, config.index.kind, "[index].kind"),
-    ]
-    for registry, value, fieldname in checks:
-        if value is not None and value not in registry:
-            raise ConfigError(f"{path}: {fieldname} = {value!r} is unknown; choose from {registry.names()}")
-    _check_systems(config, path)
-    for metric in config.eval.metrics:
-        try:
-            parse_metric(metric)
-        except Exception as e:
-            raise ConfigError(f"{path}: [eval].metrics: {e}") from None
-    from retrieval_kd.evaluation import check_depth
-
-    try:  # refused before an hour of mining and training, not at the eval stage
-        check_depth(config.eval.metrics, config.eval.k)
-    except RkdError as e:
-        raise ConfigError(f"{path}: [eval]: {e}") from None
-    train = config.train
-    if train.negative_pool is not None and train.negative_pool < train.negatives:
-        raise ConfigError(
-            f"{path}: [train].negative_pool: expected an integer >= [train].negatives "
-            f"({train.negatives}), got {train.negative_pool}"
-        )
-    if config.mine.negatives < train.negatives:
-        raise ConfigError(
-            f"{path}: [mine].negatives: expected an integer >= [train].negatives "
-            f"({train.negatives}), got {config.mine.negatives}"
-        )
-
-
-def _check_systems(config: RecipeConfig, path: Path | str) -> None:
-    """``[[eval.systems]]``: unique names apart from the recipe's own rows, one source each,
-    known kinds."""
-    from retrieval_kd.indexes import INDEXES
-    from retrieval_kd.pipeline import SYSTEMS
-    from retrieval_kd.students import STUDENTS
-
-    seen = set(SYSTEMS) | {"first_stage"}
-    for i, system in enumerate(config.eval.systems):
-        where = f"{path}: [eval].systems[{i}]"
-        if system.name in seen:
-            raise ConfigError(f"{where}.name: {system.name!r} is taken; the names in use are {sorted(seen)}")
-        seen.add(system.name)
-        if (system.model is None) == (system.index is None):
-            raise ConfigError(f"{where}: give exactly one of 'model' (to index) or 'index' (a folder)")
-        for registry, value, field in (
-            (STUDENTS, system.kind, "kind"),
-            (INDEXES, system.index_kind, "index_kind"),
-        ):
-            if value is not None and value not in registry:
-                raise ConfigError(f"{where}.{field} = {value!r} is unknown; choose from {registry.names()}")
+from retrieval_kd.config_checks import validate  # noqa: E402  (needs the sections above only to type-check)

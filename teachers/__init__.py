@@ -19,6 +19,7 @@ TEACHERS: Registry[Any] = Registry(
         "llm-pointwise": "retrieval_kd.teachers.llm_pointwise:LlmPointwiseTeacher",
         "llm-pairwise": "retrieval_kd.teachers.llm_pairwise:LlmPairwiseTeacher",
         "llm-listwise": "retrieval_kd.teachers.llm_listwise:LlmListwiseTeacher",
+        "ensemble": "retrieval_kd.stages.ensemble:EnsembleTeacher",  # a recipe's fused members
     },
 )
 

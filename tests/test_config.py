@@ -48,6 +48,11 @@ def test_defaults(tmp_path: Path) -> None:
         "device": "auto",
         "options": {},
         "store": None,
+        "members": [],
+        "normalisation": "zscore",
+        "weights": None,
+        "tune": False,
+        "tune_step": 0.1,
     }
     assert cfg.mine.to_json() == {
         "kind": "dense",
@@ -57,6 +62,8 @@ def test_defaults(tmp_path: Path) -> None:
         "max_seq_length": None,
         "index": {},
         "reuse": [],
+        "absolute_margin": None,
+        "relative_margin": None,
     }
     assert cfg.student.to_json() == {
         "kind": "dense",
@@ -237,7 +244,7 @@ def test_unknown_fields_and_sections(tmp_path: Path) -> None:
     )
     assert error(tmp_path, '[mine]\nfactory = "Flat"\n') == (
         "[mine]: unknown field(s) ['factory']; valid fields: ['kind', 'model', 'negatives', 'batch_size', "
-        "'max_seq_length', 'index', 'reuse']"
+        "'max_seq_length', 'index', 'reuse', 'absolute_margin', 'relative_margin']"
     )
     assert error(tmp_path, '[index]\nfactory = "Flat"\n') == (
         "[index]: unknown field(s) ['factory']; valid fields: ['kind', 'batch_size', 'options']"

@@ -105,8 +105,16 @@ def mine(
     ] = None,
     batch_size: BatchOpt = 32,
     max_seq_length: Annotated[int | None, typer.Option(min=1, help="the retriever's token limit")] = None,
+    absolute_margin: Annotated[
+        float | None, typer.Option(min=0, help="drop negatives scoring above positive - margin (dense)")
+    ] = None,
+    relative_margin: Annotated[
+        float | None, typer.Option(min=0, max=1, help="drop negatives above positive - |positive| * margin")
+    ] = None,
 ) -> None:
     """Candidates: qrels positives + the retriever's top-k other documents, with provenance."""
+    from dataclasses import replace
+
     from retrieval_kd.errors import RkdError
     from retrieval_kd.stages import MineStage, mine_stage
     from retrieval_kd.students import model_free
@@ -120,6 +128,7 @@ def mine(
     if kind == "dense":
         options.setdefault("factory", factory)
     config = MineStage(dataset, model, out_dir, kind, negatives, batch_size, max_seq_length, options)
+    config = replace(config, absolute_margin=absolute_margin, relative_margin=relative_margin)
     with progress() as p:
         result = mine_stage(config, p)
     out.print(result.message(), soft_wrap=True, highlight=False)

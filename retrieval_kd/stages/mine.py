@@ -32,6 +32,8 @@ class MineStage:
         index: options of the retriever's index kind.
         reuse: candidates folders to adopt (hard-linked) when they already are this exact mining
             (another recipe's ``mine/`` over the same queries with the same retriever).
+        absolute_margin, relative_margin: false-negative filtering with the mining model (a dense
+            retriever; :func:`retrieval_kd.mine.mine_filtered`); None: off.
     """
 
     dataset: str
@@ -43,19 +45,22 @@ class MineStage:
     max_seq_length: int | None = None
     index: Mapping[str, Any] = field(default_factory=dict)
     reuse: tuple[Path, ...] = ()
+    absolute_margin: float | None = None
+    relative_margin: float | None = None
 
     def fingerprint(self) -> str:
-        return hash_json(
-            {
-                "dataset": self.dataset,
-                "model": model_hash(self.model),
-                "kind": self.kind,
-                "negatives": self.negatives,
-                "batch_size": self.batch_size,
-                "max_seq_length": self.max_seq_length,
-                "index": dict(self.index),
-            }
-        )
+        settings = {
+            "dataset": self.dataset,
+            "model": model_hash(self.model),
+            "kind": self.kind,
+            "negatives": self.negatives,
+            "batch_size": self.batch_size,
+            "max_seq_length": self.max_seq_length,
+            "index": dict(self.index),
+        }
+        # the filter's settings only when it is on: mining without it keeps its fingerprint
+        margins = {"absolute_margin": self.absolute_margin, "relative_margin": self.relative_margin}
+        return hash_json({**settings, **{k: v for k, v in margins.items() if v is not None}})
 
 
 def mine_stage(config: MineStage, progress: Progress | None = None) -> StageResult:
@@ -85,28 +90,31 @@ def mine_stage(config: MineStage, progress: Progress | None = None) -> StageResu
         raise RkdError(
             f"{config.model}: a {retriever.kind} student is a {retriever.role}; mining needs an encoder"
         )
-    cands, index = mine(
-        dataset, retriever, MineConfig(config.negatives, config.batch_size, config.index), progress=progress
-    )
-    index.manifest["student_path"] = student_source(config.model)
-    index.manifest["student_kind"] = retriever.kind
-    index.manifest["student_max_seq_length"] = config.max_seq_length
-    corpus = corpus_fingerprint(dataset)
+    margins = (config.absolute_margin, config.relative_margin)
+    settings = MineConfig(config.negatives, config.batch_size, config.index, *margins)
+    cands, index = mine(dataset, retriever, settings, progress=progress)
     with building(config.out) as tmp:
         cands.save(tmp)
-        index.save(tmp / "index")
-        # The index records the fingerprint an index stage would give it, so evaluating the
-        # retriever on another split of the same corpus adopts it instead of encoding again.
-        mark(
-            tmp / "index",
-            "index",
-            index_fingerprint(
-                model_hash(config.model), config.kind, corpus, config.max_seq_length, None, config.index
-            ),
-        )
+        if index is not None:  # filtered mining searches without an index of its own
+            index.manifest["student_path"] = student_source(config.model)
+            index.manifest["student_kind"] = retriever.kind
+            index.manifest["student_max_seq_length"] = config.max_seq_length
+            index.save(tmp / "index")
+            # The index records the fingerprint an index stage would give it, so evaluating the
+            # retriever on another split of the same corpus adopts it instead of encoding again.
+            corpus = corpus_fingerprint(dataset)
+            mark(
+                tmp / "index",
+                "index",
+                index_fingerprint(
+                    model_hash(config.model), config.kind, corpus, config.max_seq_length, None, config.index
+                ),
+            )
         mark(tmp, "mine", fp)
     barrier()
     n_pairs = len(cands.pairs())
+    dropped = cands.manifest.get("false_negatives", {}).get("dropped")
+    filtered = "" if dropped is None else f", {dropped} likely false negatives dropped"
     return StageResult(
-        "mine", config.out, fp, True, f"{len(cands.items)} queries, {n_pairs} pairs → {config.out}"
+        "mine", config.out, fp, True, f"{len(cands.items)} queries, {n_pairs} pairs{filtered} → {config.out}"
     )

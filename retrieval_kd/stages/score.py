@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from retrieval_kd.distributed import parse_shard, writer_name
 from retrieval_kd.errors import RkdError
@@ -16,6 +16,9 @@ from retrieval_kd.progress import Progress, ensure
 from retrieval_kd.stages._common import StageResult, input_fingerprint, model_hash
 from retrieval_kd.timing import Phases, timed_preprocess
 from retrieval_kd.types import Pair
+
+if TYPE_CHECKING:
+    from retrieval_kd.config import TeacherConfig
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,7 @@ class ScoreStage:
     options: Mapping[str, Any] = field(default_factory=dict)
     part_size: int = 512
     shard: str | None = None
+    ensemble: TeacherConfig | None = None  # teacher "ensemble": its [teacher] section (stages/ensemble.py)
 
     def fingerprint(self) -> str:
         """Everything that decides which pairs get which scores (not batch sizes or devices)."""
@@ -81,6 +85,10 @@ def score_stage(config: ScoreStage, progress: Progress | None = None) -> StageRe
     from retrieval_kd.teachers import TEACHERS, build_teacher
 
     TEACHERS.check(config.teacher)
+    if config.teacher == "ensemble":
+        from retrieval_kd.stages.ensemble import ensemble_score_stage
+
+        return ensemble_score_stage(config, progress)
     shard = parse_shard(config.shard)
     fp = config.fingerprint()
     stamp = config.store / ".stages" / f"{fp}.json"
