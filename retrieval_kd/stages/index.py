@@ -109,7 +109,7 @@ def index_stage(config: IndexStage, progress: Progress | None = None) -> StageRe
         build = {**phases.record(len(dataset.docs)), "bytes": folder_bytes(tmp)}
         build.update(search_rate(student, tmp, dataset.queries))
         manifest = read_json(tmp / "manifest.json")  # its "files" checksums stay as written
-        atomic_write_json(tmp / "manifest.json", {**manifest, "build": build})
+        atomic_write_json(tmp / "manifest.json", {**manifest, STATS_KEY: build})
         mark(tmp, "index", fp)
     barrier()
     qps = f", {build['qps']:,.0f} QPS ({build['qps_queries']} queries, k=10)" if build.get("qps") else ""
@@ -124,6 +124,9 @@ def index_stage(config: IndexStage, progress: Progress | None = None) -> StageRe
 
 
 QPS_QUERIES = 200
+STATS_KEY = "build_stats"
+"""The manifest key of what building cost (time by phase, bytes, QPS); not ``build``, which some
+index kinds use for their own build settings (Seismic, PLAID)."""
 
 
 def search_rate(student: Any, folder: Path, queries: Mapping[str, str]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from retrieval_kd.cli import app
 from retrieval_kd.data import load_dataset
 from retrieval_kd.io import atomic_write_json
-from retrieval_kd.stages.index import QPS_QUERIES
+from retrieval_kd.stages.index import QPS_QUERIES, STATS_KEY
 from retrieval_kd.students import open_student
 from retrieval_kd.timing import Phases, size, timed_preprocess
 
@@ -26,16 +26,16 @@ def test_rkd_index_prints_and_records_build_time_size_and_qps(
     result = CliRunner().invoke(app, ["index", "-m", str(tiny_model), "-d", dataset, "-o", str(out)])
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())
-    build = manifest["build"]
+    build = manifest[STATS_KEY]
     docs, queries = load_dataset(dataset).docs, load_dataset(dataset).queries
     assert build["items"] == len(docs) == manifest["count"] == 32
     assert set(build["phases"]) == {"tokenize", "compute", "add", "write"}
     assert all(seconds > 0 for seconds in build["phases"].values())
     assert sum(build["phases"].values()) <= build["seconds"] + 0.003  # total rounded to 1 ms
     assert build["per_s"] == round(32 / build["seconds"], 1)
-    # the size is the folder as saved: every data file plus the manifest before "build" was added
+    # the size is the folder as saved: every data file plus the manifest before the build stats were added
     data_files = sum((out / name).stat().st_size for name in manifest["files"])
-    atomic_write_json(tmp_path / "before.json", {k: v for k, v in manifest.items() if k != "build"})
+    atomic_write_json(tmp_path / "before.json", {k: v for k, v in manifest.items() if k != STATS_KEY})
     assert build["bytes"] == data_files + (tmp_path / "before.json").stat().st_size
     assert build["qps_queries"] == min(len(queries), QPS_QUERIES) > 0 and build["qps"] > 0
     # the encode record counts encoding only (tokenize + compute), as evaluation's docs/s column
