@@ -11,9 +11,10 @@ fingerprints, normalisation and weights), which the train stage reads like any t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from retrieval_kd.distributed import barrier, is_main
 from retrieval_kd.errors import ConfigError, RkdError
@@ -23,7 +24,9 @@ from retrieval_kd.stages._common import StageResult, input_fingerprint
 
 if TYPE_CHECKING:
     from retrieval_kd.config import TeacherConfig, TeacherMember
+    from retrieval_kd.data.base import Dataset
     from retrieval_kd.stages.score import ScoreStage
+    from retrieval_kd.types import Pair
 
 ENSEMBLE_ONLY = ("members", "normalisation", "weights", "tune", "tune_step")
 
@@ -111,13 +114,15 @@ def ensemble_score_stage(config: ScoreStage, progress: Progress | None = None) -
     section = config.ensemble
     if section is None:  # pragma: no cover - score_stage only sends ensembles here
         raise RkdError("ensemble_score_stage needs config.ensemble")
+    dataset = load_dataset(config.dataset)  # read once for the retriever members and the check below
+    pairs = Candidates.load(config.candidates, corpus=dataset.docs).pairs()
     ran, fps, notes = False, [], []
     for i, member in enumerate(section.members):
         if member.scores is not None:
             fps.append(member.scores)
             continue
         if member.retriever is not None:
-            result = retriever_stage(config, member, progress)
+            result = retriever_stage(config, member, dataset, pairs, progress)
         else:
             assert member.kind is not None and member.model is not None
             settings = {k: getattr(member, k) for k in ("batch_size", "max_length", "dtype", "device")}
@@ -135,7 +140,6 @@ def ensemble_score_stage(config: ScoreStage, progress: Progress | None = None) -
         view = tune(stores, config.dataset, section.normalisation, step=section.tune_step)
     else:
         view = combine(stores, section.weights, section.normalisation)
-    pairs = Candidates.load(config.candidates, corpus=load_dataset(config.dataset).docs).pairs()
     lacking = view.missing(pairs)
     if lacking:
         q, d = lacking[0]
@@ -158,7 +162,11 @@ def ensemble_score_stage(config: ScoreStage, progress: Progress | None = None) -
 
 
 def retriever_stage(
-    config: ScoreStage, member: TeacherMember, progress: Progress | None = None
+    config: ScoreStage,
+    member: TeacherMember,
+    dataset: Dataset,
+    pairs: Sequence[Pair],
+    progress: Progress | None = None,
 ) -> StageResult:
     """A retriever's scores for the candidate pairs: its index over the whole corpus searched to
     the corpus's depth, so every document it scores has its score; a document it does not return
@@ -169,19 +177,17 @@ def retriever_stage(
     """
     import numpy as np
 
-    from retrieval_kd.data import load_dataset
-    from retrieval_kd.data.candidates import Candidates
     from retrieval_kd.indexing import build_index, corpus_fingerprint
     from retrieval_kd.protocols import Encoder
     from retrieval_kd.scores.store import ScoreStore
     from retrieval_kd.students import open_student
 
     assert member.retriever is not None
-    dataset = load_dataset(config.dataset)
-    pairs = Candidates.load(config.candidates, corpus=dataset.docs).pairs()
     student = open_student(member.model or member.retriever, member.retriever, member.max_length)
     if not isinstance(student, Encoder) or student.role != "encoder":
-        _not_encoder(member.retriever)
+        raise RkdError(
+            f"retriever {member.retriever!r} is a reranker; an ensemble's retriever member must be an encoder"
+        )
     spec = {
         "kind": "retriever",
         "retriever": member.retriever,
@@ -203,7 +209,3 @@ def retriever_stage(
     barrier()
     summary = f"retriever {member.retriever}: {len(pairs)} pairs → {config.store / fp}"
     return StageResult("score", config.store, fp, not done, summary, {"teacher": fp})
-
-
-def _not_encoder(kind: str) -> NoReturn:
-    raise RkdError(f"retriever {kind!r} is a reranker; an ensemble's retriever member must be an encoder")

@@ -75,3 +75,17 @@ def test_scoring_says_where_the_time_went(
         result.summary,
     ), result.summary
     assert "timing" not in score_stage(config).extra  # up to date: nothing scored, nothing timed
+
+
+def test_tokenizing_is_moved_out_of_computing_by_hand() -> None:
+    """The compute span covered teacher.score whole: the tokenizing inside it (1.0 s through
+    preprocess, 0.5 s in the teacher's own timings since the run began) leaves compute."""
+    from retrieval_kd.stages.score import _tokenizing_apart
+    from retrieval_kd.timing import Phases
+
+    phases = Phases()
+    phases.add("compute", 5.0)
+    phases.add("tokenize", 1.0)
+    phases.add("write", 0.25)
+    _tokenizing_apart(phases, {"tokenize": 2.5, "compute": 9.0}, {"tokenize": 2.0})
+    assert phases.seconds == {"compute": 3.5, "tokenize": 1.5, "write": 0.25}
