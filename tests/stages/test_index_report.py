@@ -27,7 +27,8 @@ def test_rkd_index_prints_and_records_build_time_size_and_qps(
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())
     build = manifest[STATS_KEY]
-    docs, queries = load_dataset(dataset).docs, load_dataset(dataset).queries
+    data = load_dataset(dataset)
+    docs, queries = data.docs, data.queries
     assert build["items"] == len(docs) == manifest["count"] == 32
     assert set(build["phases"]) == {"tokenize", "compute", "add", "write"}
     assert all(seconds > 0 for seconds in build["phases"].values())
