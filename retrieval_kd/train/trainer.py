@@ -19,7 +19,7 @@ from typing import Any
 
 from retrieval_kd.config import TrainConfig
 from retrieval_kd.data.candidates import Candidates
-from retrieval_kd.distributed import world
+from retrieval_kd.distributed import barrier, is_main, world
 from retrieval_kd.errors import RkdError
 from retrieval_kd.io import atomic_write_json, atomic_write_text, read_json
 from retrieval_kd.progress import Progress, ensure
@@ -185,9 +185,14 @@ def train_student(
                 terms[state.global_step] = dict(loss.last_terms)
 
     folder = checkpoint_dir(out)
+    # rank 0 prunes and stamps the shared checkpoint folder; the other ranks wait for it (one
+    # rank pruning while another stamps removed the stamp's temporary under torchrun)
+    if is_main():
+        _resume_point(folder, fingerprint)
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(folder / "rkd-train.json", {"fingerprint": fingerprint})
+    barrier()
     resume = _resume_point(folder, fingerprint)
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(folder / "rkd-train.json", {"fingerprint": fingerprint})
     trainer_cls, args_cls = student.trainer_classes()
     drop_tail = bool(config.args.get("dataloader_drop_last", False))
     sampler = partial(RankSlicedBatchSampler, world=size, groups=len(groups), drop_tail=drop_tail)
