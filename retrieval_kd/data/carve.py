@@ -4,9 +4,11 @@
 smallest; ``beir/scifact/train#train:0.2`` is the rest. Membership depends only on the query id
 (sha256 of a fixed salt and the id), not on file order, the machine or the fraction of other
 queries, so the two parts never overlap and a query stays on its side when the file is
-reordered. Both parts keep the whole corpus: a dev query's relevant documents stay retrievable,
-as a test query's are. ir_datasets and BEIR have no such carve (SciFact ships train and test
-only), hence this module.
+reordered. ``beir/scifact/train#sample:40`` is 40 judged queries chosen the same way with
+another salt (a subset for teachers too slow to score everything, such as an LLM on a CPU); the
+carves nest: ``...#sample:40#train:0.2``. Both parts keep the whole corpus: a dev query's
+relevant documents stay retrievable, as a test query's are. ir_datasets and BEIR have no such
+carve (SciFact ships train and test only), hence this module.
 """
 
 from __future__ import annotations
@@ -17,22 +19,30 @@ from retrieval_kd.data.base import Dataset
 from retrieval_kd.errors import DataError
 from retrieval_kd.types import Doc, Qrels
 
-PARTS = ("dev", "train")
+PARTS = ("dev", "train", "sample")
 _SALT = b"rkd-dev-carve/1\0"
+_SAMPLE_SALT = b"rkd-sample/1\0"
 
 
 def parse_carve(spec: str) -> tuple[str, str, float] | None:
-    """``"BASE#PART:FRACTION"`` → (base, part, fraction); None for a spec without ``#``.
+    """``"BASE#PART:FRACTION"`` (or ``"BASE#sample:COUNT"``) → (base, part, fraction or count);
+    None for a spec without ``#``.
 
     Example:
         >>> parse_carve("beir/scifact/train#dev:0.2")
         ('beir/scifact/train', 'dev', 0.2)
         >>> parse_carve("beir/scifact/train") is None
         True
+        >>> parse_carve("beir/scifact/train#sample:40#train:0.2")
+        ('beir/scifact/train#sample:40', 'train', 0.2)
         >>> parse_carve("x#test:0.2")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        retrieval_kd.errors.DataError: dataset 'x#test:0.2': expected BASE#dev:FRACTION or ...
+        retrieval_kd.errors.DataError: dataset 'x#test:0.2': expected BASE#dev:FRACTION, ...
+        >>> parse_carve("x#sample:2.5")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        retrieval_kd.errors.DataError: dataset 'x#sample:2.5': expected BASE#dev:FRACTION, ...
     """
     if "#" not in spec:
         return None
@@ -42,10 +52,12 @@ def parse_carve(spec: str) -> tuple[str, str, float] | None:
         value = float(fraction)
     except ValueError:
         value = -1.0
-    if not base or part not in PARTS or not 0.0 < value < 1.0:
+    valid = value.is_integer() and value >= 1 if part == "sample" else 0.0 < value < 1.0
+    if not base or part not in PARTS or not valid:
         raise DataError(
-            f"dataset {spec!r}: expected BASE#dev:FRACTION or BASE#train:FRACTION "
-            "(FRACTION between 0 and 1, exclusive)"
+            f"dataset {spec!r}: expected BASE#dev:FRACTION, BASE#train:FRACTION "
+            "(FRACTION between 0 and 1, exclusive) or BASE#sample:COUNT "
+            "(a whole number of queries, at least 1)"
         )
     return base, part, value
 
@@ -62,8 +74,21 @@ def dev_ids(query_ids: list[str], fraction: float) -> set[str]:
         >>> sorted(dev_ids([str(i) for i in range(10)], 0.3))
         ['0', '2', '6']
     """
-    n = max(1, round(fraction * len(query_ids)))
-    ranked = sorted(query_ids, key=lambda q: hashlib.sha256(_SALT + q.encode("utf-8")).digest())
+    return _smallest(query_ids, max(1, round(fraction * len(query_ids))), _SALT)
+
+
+def sample_ids(query_ids: list[str], count: int) -> set[str]:
+    """The ``count`` ids with the smallest hashes under the sample salt.
+
+    Example:
+        >>> sorted(sample_ids([str(i) for i in range(10)], 3))
+        ['1', '3', '6']
+    """
+    return _smallest(query_ids, count, _SAMPLE_SALT)
+
+
+def _smallest(query_ids: list[str], n: int, salt: bytes) -> set[str]:
+    ranked = sorted(query_ids, key=lambda q: hashlib.sha256(salt + q.encode("utf-8")).digest())
     return set(ranked[:n])
 
 
@@ -78,6 +103,13 @@ class Carved(Dataset):
         judged = sorted(self.base.queries)
         if len(judged) < 2:
             raise DataError(f"dataset {self.id!r}: {len(judged)} judged queries; a carve needs at least 2")
+        if self.part == "sample":
+            if self.fraction > len(judged):
+                raise DataError(
+                    f"dataset {self.id!r}: a sample of {self.fraction:g} queries; "
+                    f"{self.base.id!r} has {len(judged)} judged queries"
+                )
+            return sample_ids(judged, int(self.fraction))
         dev = dev_ids(judged, self.fraction)
         if len(dev) == len(judged):
             raise DataError(f"dataset {self.id!r}: fraction {self.fraction:g} leaves no training query")

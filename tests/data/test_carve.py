@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from retrieval_kd.data import load_dataset
-from retrieval_kd.data.carve import dev_ids
+from retrieval_kd.data.carve import dev_ids, sample_ids
 from retrieval_kd.errors import DataError
 
 
@@ -32,7 +32,24 @@ def test_membership_depends_on_the_id_only() -> None:
     assert dev_ids(ids, 0.1) < dev_ids(ids, 0.2)  # a larger carve only adds queries
 
 
-@pytest.mark.parametrize("spec", ["X#test:0.2", "X#dev:1", "X#dev:0", "X#dev:abc", "#dev:0.2"])
+def test_a_sample_is_a_stable_subset_and_nests_with_the_dev_carve(tiny_beir: Path) -> None:
+    base = load_dataset(f"{tiny_beir}:train")
+    sample = load_dataset(f"{tiny_beir}:train#sample:4")
+    assert set(sample.queries) == sample_ids(sorted(base.queries), 4) and len(sample.queries) == 4
+    assert set(sample.qrels) == set(sample.queries) and sample.docs == base.docs
+    assert sample_ids([f"q{i}" for i in range(50)], 5) < sample_ids([f"q{i}" for i in range(50)], 9)
+    assert sample_ids([f"q{i}" for i in range(50)], 5) != dev_ids([f"q{i}" for i in range(50)], 0.1)
+    dev = load_dataset(f"{tiny_beir}:train#sample:4#dev:0.25")
+    rest = load_dataset(f"{tiny_beir}:train#sample:4#train:0.25")
+    assert len(dev.queries) == 1 and len(rest.queries) == 3
+    assert set(dev.queries) | set(rest.queries) == set(sample.queries)
+    with pytest.raises(DataError, match=r"a sample of 99 queries; .* has 8 judged queries"):
+        _ = load_dataset(f"{tiny_beir}:train#sample:99").queries
+
+
+@pytest.mark.parametrize(
+    "spec", ["X#test:0.2", "X#dev:1", "X#dev:0", "X#dev:abc", "#dev:0.2", "X#sample:0", "X#sample:1.5"]
+)
 def test_bad_carve_specs(spec: str) -> None:
     with pytest.raises(DataError, match="BASE#dev:FRACTION"):
         load_dataset(spec)
