@@ -1,7 +1,9 @@
 """Score-space distillation losses: ``(student[B, 1+n], teacher[B, 1+n]) -> scalar``.
 
 A loss never sees a model, so one implementation serves dense, SPLADE, ColBERT and
-cross-encoder students. Column 0 holds the positive.
+cross-encoder students. Column 0 holds the positive. A loss that trains on pairwise judgements
+says so (``judgements = "pairwise"``) and takes the teacher's ``(B, (1+n)²)`` preference matrix
+instead (:mod:`retrieval_kd.train.labels`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ LOSSES: Registry[Any] = Registry(
         "kl": "retrieval_kd.losses.kl:KLDiv",
         "margin_mse": "retrieval_kd.losses.margin_mse:MarginMSE",
         "pairwise": "retrieval_kd.losses.pairwise:Pairwise",
+        "preference": "retrieval_kd.losses.preference:Preference",
     },
 )
 

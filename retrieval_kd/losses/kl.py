@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from retrieval_kd.losses._check import check_shapes
+from retrieval_kd.losses._check import check_shapes, check_temperatures
 
 
 class KLDiv(nn.Module):
@@ -34,10 +34,9 @@ class KLDiv(nn.Module):
 
     def __init__(self, student_temperature: float = 1.0, teacher_temperature: float = 1.0) -> None:
         super().__init__()
-        if student_temperature <= 0 or teacher_temperature <= 0:
-            raise ValueError("temperatures must be positive")
-        self.student_temperature = student_temperature
-        self.teacher_temperature = teacher_temperature
+        self.student_temperature, self.teacher_temperature = check_temperatures(
+            student_temperature, teacher_temperature
+        )
 
     def forward(self, student: Tensor, teacher: Tensor) -> Tensor:
         check_shapes(student, teacher)

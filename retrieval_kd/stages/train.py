@@ -104,9 +104,11 @@ def train_stage(config: TrainStage, progress: Progress | None = None) -> StageRe
     from retrieval_kd.data.candidates import Candidates
     from retrieval_kd.scores.store import ScoreStore
     from retrieval_kd.students import load_student
+    from retrieval_kd.train.labels import store_for_loss
     from retrieval_kd.train.trainer import checkpoint_dir, train_student, write_log
 
-    store = ScoreStore.load(config.store, config.teacher)
+    # a pairwise loss given targets derived from preferences trains on the preferences
+    store = store_for_loss(ScoreStore.load(config.store, config.teacher), config.train.loss)
     fp = config.fingerprint(store.fingerprint)
     if all_agree(lambda: stage_fingerprint(config.out) == fp):
         return StageResult("train", config.out, fp, False, "")

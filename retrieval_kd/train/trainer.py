@@ -9,6 +9,8 @@ own ``resume_from_checkpoint``: weights, optimiser, scheduler, RNG and data posi
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 import random
 import shutil
@@ -24,23 +26,38 @@ from retrieval_kd.errors import RkdError
 from retrieval_kd.io import atomic_write_json, atomic_write_text, read_json
 from retrieval_kd.progress import Progress, ensure
 from retrieval_kd.protocols import ScoreStore, Student
-from retrieval_kd.types import Pair
+from retrieval_kd.train.labels import LABELS, Layout, check_judgements
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Group:
+    """One training row: a query, its documents (positive first) and the teacher's label row,
+    built from the store's judgement kind (:data:`LABELS`): pointwise, one score per document
+    ``(1+n)``; pairwise, the row-major ``(1+n) × (1+n)`` matrix of preference logits."""
+
     query_id: str
     doc_ids: tuple[str, ...]  # positive first
     teacher: tuple[float, ...]
 
 
 def build_groups(candidates: Candidates, store: ScoreStore, config: TrainConfig, epoch: int) -> list[Group]:
-    """One group per (query, positive): the positive then ``negatives`` mined negatives, each
-    with its teacher score (one vectorised store lookup for the whole epoch). With
-    ``negative_pool`` the negatives are drawn per epoch (seeded) from the top of the mined list;
-    without it they are the top ``negatives``."""
+    """One group per (query, positive): the positive then ``negatives`` mined negatives, with
+    the teacher's label row for the store's judgement kind (:data:`LABELS`; one vectorised
+    store lookup for the whole epoch). With ``negative_pool`` the negatives are drawn per epoch
+    (seeded) from the top of the mined list; without it they are the top ``negatives``.
+
+    A group whose label row holds no value (a pairwise store that compares none of its
+    documents) is dropped, with a warning that counts them.
+
+    Raises:
+        ConfigError: ``[train].loss`` takes another judgement kind than the store holds.
+        RkdError: a query has too few negatives, or every group was dropped.
+    """
+    check_judgements(config.loss, store)
     rng = random.Random(config.seed * 1000 + epoch)
-    layout: list[tuple[str, tuple[str, ...]]] = []
+    layout: Layout = []
     items = candidates.items[: config.max_queries] if config.max_queries else candidates.items
     for c in items:
         pool = list(c.negatives[: config.negative_pool or config.negatives])
@@ -52,12 +69,30 @@ def build_groups(candidates: Candidates, store: ScoreStore, config: TrainConfig,
         for pos in c.positives:
             negs = rng.sample(pool, config.negatives) if config.negative_pool else pool[: config.negatives]
             layout.append((c.query_id, (pos, *negs)))
-    width = config.negatives + 1
-    keys = [Pair(q, d) for q, docs in layout for d in docs]
-    scores = store.lookup(keys).reshape(len(layout), width)  # (groups, 1+n)
-    return [
-        Group(q, docs, tuple(float(s) for s in row)) for (q, docs), row in zip(layout, scores, strict=True)
-    ]
+    labels = LABELS[store.kind](store, layout)
+    groups = [Group(q, docs, row) for (q, docs), row in zip(layout, labels, strict=True) if _informative(row)]
+    dropped = len(layout) - len(groups)
+    if dropped and not groups:
+        raise RkdError(
+            f"none of the {dropped} training groups of epoch {epoch} has a pair of documents that the "
+            f"{store.kind} score store {getattr(store, 'path', store.fingerprint)} compares; judge "
+            "these candidates with its teacher first (`rkd score-teacher`)"
+        )
+    if dropped:  # the same queries every epoch unless negatives are drawn: say it once
+        log.log(
+            logging.WARNING if epoch == 0 else logging.INFO,
+            "epoch %d: dropped %d of %d training groups: the %s score store compares none of their documents",
+            epoch,
+            dropped,
+            len(layout),
+            store.kind,
+        )
+    return groups
+
+
+def _informative(row: tuple[float, ...]) -> bool:
+    """A label row with at least one value (a pairwise matrix with one compared pair)."""
+    return any(math.isfinite(v) for v in row)
 
 
 def make_dataset(

@@ -83,7 +83,8 @@ def test_losses_reject_mismatched_shapes() -> None:
 
 def test_registry_errors_list_choices() -> None:
     with pytest.raises(
-        RkdError, match=r"unknown loss 'mse2'; choose from \['bce', 'kl', 'margin_mse', 'pairwise'\]"
+        RkdError,
+        match=r"unknown loss 'mse2'; choose from \['bce', 'kl', 'margin_mse', 'pairwise', 'preference'\]",
     ):
         build_loss("mse2")
     with pytest.raises(ConfigError, match=r"loss 'kl' has no option\(s\) \['temp'\]"):
