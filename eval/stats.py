@@ -10,6 +10,7 @@ otherwise need). Both are a few lines, written here with their textbook definiti
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Mapping
 from typing import TypeVar
 
@@ -36,6 +37,8 @@ def adjust(p_values: Mapping[K, float], method: str = "holm") -> dict[K, float]:
         {'ab': 0.03, 'ac': 0.06, 'bc': 0.06}
         >>> adjust({"ab": 0.01, "ac": 0.04, "bc": 0.03}, "bonferroni")
         {'ab': 0.03, 'ac': 0.12, 'bc': 0.09}
+        >>> adjust({"ab": float("nan"), "ac": 0.01, "bc": 0.02})
+        {'ab': 1.0, 'ac': 0.03, 'bc': 0.04}
         >>> adjust({"ab": 0.5}, "sidak")
         Traceback (most recent call last):
         ...
@@ -50,7 +53,10 @@ def adjust(p_values: Mapping[K, float], method: str = "holm") -> dict[K, float]:
         return {key: round(min(1.0, p * m), 15) for key, p in p_values.items()}
     adjusted: dict[K, float] = {}
     running = 0.0
-    for rank, (key, p) in enumerate(sorted(p_values.items(), key=lambda kv: kv[1])):
+    # a test of two identical runs has no p-value (nan): it is no evidence, p = 1, last in the order
+    # (sorted with a nan key would put it anywhere and cap every pair after it at 1)
+    known = {key: 1.0 if math.isnan(p) else p for key, p in p_values.items()}
+    for rank, (key, p) in enumerate(sorted(known.items(), key=lambda kv: kv[1])):
         running = max(running, min(1.0, (m - rank) * p))
         adjusted[key] = running
     return {key: round(adjusted[key], 15) for key in p_values}

@@ -23,7 +23,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+)
 
 from retrieval_kd.config_errors import translate
 from retrieval_kd.errors import ConfigError
@@ -60,6 +68,7 @@ Name = Annotated[str, Field(min_length=1)]
 Dtype = Literal["float32", "bfloat16", "float16"]
 Device = Annotated[str, Field(pattern=r"^(auto|cpu|mps|(cuda|xpu)(:\d+)?)$")]
 Options = dict[str, Any]
+RERANK_FIELDS = ("rerank", "teacher", "first_stage", "depth")  # [[eval.systems]] re-rank rows only
 
 S = TypeVar("S", bound="_Section")
 
@@ -218,7 +227,13 @@ class EvalSystemConfig(_Section):
     """One more row of a recipe's comparison (``[[eval.systems]]``), beside the teacher and the
     student before and after: a model (a student folder, a hub id, or a retriever without
     weights such as ``"bm25"``) indexed over the eval corpus, or an index folder that records its
-    query encoder. Paths are relative to where ``rkd run`` is started."""
+    query encoder. Paths are relative to where ``rkd run`` is started.
+
+    Or a re-rank row (:mod:`retrieval_kd.stages.teacher_rerank`): a teacher reorders the top
+    ``depth`` (default ``[eval].k``) of an earlier row's run (``first_stage``, default the
+    recipe's first-stage row). The teacher is ``rerank = "teacher"`` (the recipe's ``[teacher]``,
+    an ensemble with its tuned weights), ``rerank = "teacher.members[i]"`` (one member), or an
+    inline ``teacher`` table with the ``[teacher]`` schema (members included, fixed weights)."""
 
     name: Name
     model: Name | None = None
@@ -226,6 +241,16 @@ class EvalSystemConfig(_Section):
     kind: Name | None = None  # the STUDENTS kind to open ``model`` as (default: as saved, or dense)
     index_kind: Name | None = None
     index_options: Options = Field(default_factory=dict)
+    rerank: Name | None = None
+    teacher: TeacherConfig | None = None
+    first_stage: Name | None = None
+    depth: PositiveInt | None = None
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # a row that re-ranks nothing dumps (and so hashes) as it did before re-rank rows existed
+        dumped: dict[str, Any] = handler(self)
+        return {k: v for k, v in dumped.items() if k not in RERANK_FIELDS or v is not None}
 
     @field_validator("name")
     @classmethod

@@ -56,6 +56,21 @@ def retriever_model(config: RecipeConfig) -> str:
     raise ConfigError(f"{config.source}: [mine].model is required when the teacher is not a bi-encoder")
 
 
+def first_stage_row(config: RecipeConfig) -> str:
+    """The name of the recipe's first-stage row: ``teacher`` when the retriever that mined is the
+    bi-encoder teacher itself, else ``first_stage`` (a cross-encoder or an ensemble teacher
+    re-ranks, it does not retrieve)."""
+    try:
+        retriever = retriever_model(config)
+    except ConfigError:
+        return "first_stage"
+    return (
+        "teacher"
+        if config.teacher.kind == "bi-encoder" and retriever == config.teacher.model
+        else "first_stage"
+    )
+
+
 def run_recipe(
     config: RecipeConfig,
     out: Path,
@@ -229,34 +244,19 @@ def run_recipe(
         )
         comparison.add(system, evaluated.extra, eval_dir / system)
     teacher = comparison.rows["teacher"]
-    # The "teacher" row is the dense retriever that mined; it is the teacher itself only when
-    # the teacher is that bi-encoder (a cross-encoder teacher reranks, it does not retrieve).
-    is_teacher = c.teacher.kind == "bi-encoder" and retriever == c.teacher.model
+    is_teacher = first_stage_row(c) == "teacher"
     if not is_teacher:
         comparison.rename("teacher", "first_stage")
-    extra = [
-        System(
-            s.name,
-            model=s.model,
-            index=Path(s.index) if s.index else None,
-            student_kind=s.kind,
-            index_kind=s.index_kind,
-            index_options=s.index_options,
-        )
-        for s in c.eval.systems
-    ]
-    evaluate_systems(
-        extra,
+    evaluate_rows(
+        c,
+        comparison,
         eval_data,
         out,
-        metrics=c.eval.metrics,
-        k=c.eval.k,
-        max_queries=c.eval.max_queries,
-        batch_size=c.index.batch_size,
+        eval_dir,
+        store=store,
+        tuned=scored.extra.get("weights"),
         progress=progress,
         say=say if is_main() else (lambda _line: None),
-        into=comparison,
-        eval_root=eval_dir,
     )
     significance, files = compare_systems(
         comparison,
@@ -298,3 +298,64 @@ def run_recipe(
     if is_main():
         atomic_write_json(out / report_name, {k: v for k, v in report.items() if k != "stages"})
     return report
+
+
+def evaluate_rows(
+    c: RecipeConfig,
+    comparison: Comparison,
+    eval_data: str,
+    out: Path,
+    eval_dir: Path,
+    *,
+    store: Path,
+    tuned: list[float] | None,
+    progress: Progress | None,
+    say: Callable[[str], None],
+) -> None:
+    """The ``[[eval.systems]]`` rows, in order, into ``comparison``: a model or index row through
+    :func:`~retrieval_kd.systems.evaluate_systems`, a re-rank row through the teacher-rerank stage
+    (its teacher's scores in ``store``; ``tuned``: the weights the score stage tuned)."""
+    from retrieval_kd.stages.teacher_rerank import TeacherRerankStage, resolve_teacher, teacher_rerank_stage
+
+    for s in c.eval.systems:
+        if s.rerank is None and s.teacher is None:
+            system = System(
+                s.name, s.model, Path(s.index) if s.index else None, s.kind, s.index_kind, s.index_options
+            )
+            evaluate_systems(
+                [system],
+                eval_data,
+                out,
+                metrics=c.eval.metrics,
+                k=c.eval.k,
+                max_queries=c.eval.max_queries,
+                batch_size=c.index.batch_size,
+                progress=progress,
+                say=say,
+                into=comparison,
+                eval_root=eval_dir,
+            )
+            continue
+        teacher = resolve_teacher(s.rerank, s.teacher, c.teacher, tuned)
+        first = s.first_stage or next(iter(comparison.rows))
+        folder = "teacher" if first == "first_stage" else first  # the first-stage row's folder keeps its name
+        depth = s.depth or c.eval.k
+        inline_store = s.teacher.store if s.teacher is not None else None
+        result = teacher_rerank_stage(
+            TeacherRerankStage(
+                name=s.name,
+                teacher=teacher,
+                first_stage=eval_dir / folder,
+                dataset=eval_data,
+                out=eval_dir / s.name,
+                store=Path(inline_store) if inline_store else store,
+                # one candidates folder per first stage and depth, shared by the rows re-ranking it
+                candidates=out / "rerank" / eval_dir.name / f"{first}-top{depth}",
+                metrics=c.eval.metrics,
+                depth=depth,
+                max_queries=c.eval.max_queries,
+            ),
+            progress,
+        )
+        say(result.message(f"rerank {s.name}"))
+        comparison.add(s.name, result.extra, eval_dir / s.name)
