@@ -213,7 +213,8 @@ def test_frozen(tmp_path: Path) -> None:
         ('[student]\nkind = "colbrt"', "[student].kind = 'colbrt' is unknown; choose from {students}"),
         (
             '[train]\nloss = "mse2"',
-            "[train].loss = 'mse2' is unknown; choose from ['bce', 'kl', 'margin_mse', 'pairwise', 'preference']",
+            "[train].loss = 'mse2' is unknown; "
+            "choose from ['bce', 'kl', 'margin_mse', 'pairwise', 'preference']",
         ),
         ('[index]\nkind = "hnsw"', "[index].kind = 'hnsw' is unknown; choose from {indexes}"),
     ],
