@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from retrieval_kd.artifacts import building, mark, stage_fingerprint
 from retrieval_kd.distributed import all_agree, barrier, is_main
@@ -90,16 +91,7 @@ def evaluate_stage(config: EvalStage, progress: Progress | None = None) -> Stage
     if not done and not is_main():
         barrier()  # rank 0 evaluates; the others read its metrics
     if done or not is_main():
-        metrics = read_metrics(config.out / "metrics.json")
-        cost = read_json_object(config.out / "metrics.json").get("cost")
-        return StageResult(
-            "eval",
-            config.out,
-            fp,
-            False,
-            "",
-            {"metrics": metrics, "cost": cost if isinstance(cost, dict) else {}},
-        )
+        return StageResult("eval", config.out, fp, False, "", read_evaluation(config.out))
     index = load_index(config.index)
     model = config.model or index.manifest.get("student_path")
     if not model:
@@ -160,6 +152,13 @@ def evaluate_stage(config: EvalStage, progress: Progress | None = None) -> Stage
         f"{config.name}: {summary}",
         {"metrics": result.metrics, "cost": cost, "run": result.run},
     )
+
+
+def read_evaluation(folder: Path) -> dict[str, Any]:
+    """What an evaluation stage (eval or either rerank) hands on when its folder is up to date:
+    ``metrics`` (:func:`read_metrics`) and ``cost`` (empty when the record has none)."""
+    cost = read_json_object(folder / "metrics.json").get("cost")
+    return {"metrics": read_metrics(folder / "metrics.json"), "cost": cost if isinstance(cost, dict) else {}}
 
 
 def read_metrics(path: Path) -> dict[str, float]:

@@ -15,7 +15,6 @@ from retrieval_kd.artifacts import building, mark, stage_fingerprint
 from retrieval_kd.distributed import barrier, is_main
 from retrieval_kd.errors import RkdError
 from retrieval_kd.fingerprint import hash_json
-from retrieval_kd.io import read_json_object
 from retrieval_kd.stages._common import StageResult, input_fingerprint, model_hash
 
 
@@ -61,17 +60,12 @@ def rerank_stage(config: RerankStage) -> StageResult:
     from retrieval_kd.eval.trec import read_trec, write_trec
     from retrieval_kd.evaluation import evaluate_system
     from retrieval_kd.io import atomic_write_json
-    from retrieval_kd.stages.evaluate import read_metrics
+    from retrieval_kd.stages.evaluate import read_evaluation
     from retrieval_kd.students import open_student
 
     fp = config.fingerprint()
     if stage_fingerprint(config.out) == fp:
-        cost = read_json_object(config.out / "metrics.json").get("cost")
-        extra = {
-            "metrics": read_metrics(config.out / "metrics.json"),
-            "cost": cost if isinstance(cost, dict) else {},
-        }
-        return StageResult("rerank", config.out, fp, False, "", extra)
+        return StageResult("rerank", config.out, fp, False, "", read_evaluation(config.out))
     student = open_student(
         config.model, kind=None if (Path(config.model) / "rkd.json").is_file() else "cross-encoder"
     )

@@ -25,7 +25,6 @@ from retrieval_kd.artifacts import building, mark, stage_fingerprint
 from retrieval_kd.distributed import all_agree, barrier, is_main
 from retrieval_kd.errors import RkdError
 from retrieval_kd.fingerprint import hash_json
-from retrieval_kd.io import read_json_object
 from retrieval_kd.progress import Progress
 from retrieval_kd.stages._common import StageResult, input_fingerprint
 
@@ -331,12 +330,7 @@ def _write(
 
 
 def _read_back(config: TeacherRerankStage, fp: str, teacher_fp: str) -> StageResult:
-    from retrieval_kd.stages.evaluate import read_metrics
+    from retrieval_kd.stages.evaluate import read_evaluation
 
-    cost = read_json_object(config.out / "metrics.json").get("cost")
-    extra = {
-        "metrics": read_metrics(config.out / "metrics.json"),
-        "cost": cost if isinstance(cost, dict) else {},
-        "teacher": teacher_fp,
-    }
+    extra = {**read_evaluation(config.out), "teacher": teacher_fp}
     return StageResult("rerank", config.out, fp, False, "", extra)
