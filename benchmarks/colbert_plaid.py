@@ -18,6 +18,7 @@ searched by the same queries; the full-size point is the main table's (exact and
 Run::
 
     python benchmarks/colbert_plaid.py --vectors /tmp/bench/colbert-scifact   # encode once, reuse
+    python benchmarks/colbert_plaid.py --student runs/scifact-colbert/student --vectors DIR  # trained
     python benchmarks/colbert_plaid.py --dataset tests/data/tiny_beir --sizes 1 --model PATH  # smoke
 """
 
@@ -41,6 +42,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--dataset", default="beir/scifact/test")
     p.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2")
     p.add_argument("--num-layers", type=int, default=2)
+    p.add_argument(
+        "--student", type=Path, help="a saved ColBERT student (a recipe's student folder) instead of --model"
+    )
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--threads", type=int, default=1, help="torch and faiss threads")
     p.add_argument("--sizes", type=float, nargs="*", default=[0.25, 0.5, 1.0, 2.0])
@@ -59,7 +63,11 @@ def encoded(args: argparse.Namespace, console: Console) -> tuple[list[str], Any,
     from retrieval_kd.students.colbert import ColbertStudent
     from retrieval_kd.students.maxsim import TokenVectors
 
-    student = ColbertStudent.from_pretrained(args.model, num_layers=args.num_layers)
+    student = (
+        ColbertStudent.load(args.student, device="cpu")
+        if args.student is not None
+        else ColbertStudent.from_pretrained(args.model, num_layers=args.num_layers)
+    )
     key = {"dataset": args.dataset, "student": student.fingerprint()}
     folder = args.vectors
     if (
