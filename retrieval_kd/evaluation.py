@@ -178,7 +178,7 @@ def evaluate_system(
     a time (latency percentiles): :attr:`EvalResult.cost`.
     """
     from retrieval_kd.api import Retriever
-    from retrieval_kd.eval.cost import latencies, parameter_count, summarise
+    from retrieval_kd.eval.cost import build_rate, latencies, parameter_count, summarise
     from retrieval_kd.eval.metrics import evaluate
     from retrieval_kd.indexing import build_index
 
@@ -207,13 +207,12 @@ def evaluate_system(
         )
     else:
         raise RkdError(f"{name}: student role {student.role!r} is neither 'encoder' nor 'reranker'")
-    encode = index.manifest.get("encode") if index is not None else None
     cost = summarise(
         queries=len(queries),
         seconds=seconds,
         latency_ms=times,
         parameters=parameter_count(student),
-        encode=encode if isinstance(encode, Mapping) else None,
+        encode=build_rate(index.manifest) if index is not None else None,
     )
     qrels, coverage = judged_qrels(dataset, queries)
     scores = evaluate(qrels, run, metrics)
