@@ -63,7 +63,9 @@ def build_rate(manifest: Mapping[str, Any]) -> dict[str, float] | None:
         >>> build_rate({"encode": {"docs": 10, "seconds": 0.5}})
         {'docs': 10.0, 'seconds': 0.5}
     """
-    for key, count in (("build_stats", "items"), ("encode", "docs")):
+    from retrieval_kd.stages.index import STATS_KEY
+
+    for key, count in ((STATS_KEY, "items"), ("encode", "docs")):
         record = manifest.get(key)
         if isinstance(record, Mapping) and record.get(count) and record.get("seconds"):
             return {"docs": float(record[count]), "seconds": float(record["seconds"])}
