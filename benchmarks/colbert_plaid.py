@@ -19,6 +19,7 @@ Run::
 
     python benchmarks/colbert_plaid.py --vectors /tmp/bench/colbert-scifact   # encode once, reuse
     python benchmarks/colbert_plaid.py --student runs/scifact-colbert/student --vectors DIR  # trained
+    python benchmarks/colbert_plaid.py --index runs/scifact-colbert/index/student_after  # its docs
     python benchmarks/colbert_plaid.py --dataset tests/data/tiny_beir --sizes 1 --model PATH  # smoke
 """
 
@@ -45,6 +46,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--student", type=Path, help="a saved ColBERT student (a recipe's student folder) instead of --model"
     )
+    p.add_argument(
+        "--index",
+        type=Path,
+        help="an exact `maxsim` index folder (a recipe's index/student_after): its document vectors "
+        "are used as they are, and only the queries are encoded, by the student it names",
+    )
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--threads", type=int, default=1, help="torch and faiss threads")
     p.add_argument("--sizes", type=float, nargs="*", default=[0.25, 0.5, 1.0, 2.0])
@@ -63,6 +70,8 @@ def encoded(args: argparse.Namespace, console: Console) -> tuple[list[str], Any,
     from retrieval_kd.students.colbert import ColbertStudent
     from retrieval_kd.students.maxsim import TokenVectors
 
+    if args.index is not None:
+        return from_index(args, console)
     student = (
         ColbertStudent.load(args.student, device="cpu")
         if args.student is not None
@@ -97,6 +106,33 @@ def encoded(args: argparse.Namespace, console: Console) -> tuple[list[str], Any,
         )
         (folder / "ids.json").write_text(json.dumps({"docs": doc_ids, "queries": qids}))
         (folder / "key.json").write_text(json.dumps(key))
+    return doc_ids, docs, qids, queries
+
+
+def from_index(args: argparse.Namespace, console: Console) -> tuple[list[str], Any, list[str], Any]:
+    """The documents of an exact ``maxsim`` index as it stored them (float16, read back as
+    float32), and ``--dataset``'s queries encoded by the student that built it: encoding SciFact's
+    corpus with a ColBERT student takes minutes here, and the index already holds it."""
+    from retrieval_kd.data import load_dataset
+    from retrieval_kd.indexing import corpus_fingerprint
+    from retrieval_kd.students.colbert import ColbertStudent
+    from retrieval_kd.students.maxsim import TokenVectors
+
+    manifest = json.loads((args.index / "manifest.json").read_text())
+    if manifest.get("kind") != "maxsim":
+        raise SystemExit(f"{args.index}: kind {manifest.get('kind')!r}, expected an exact 'maxsim' index")
+    dataset = load_dataset(args.dataset)
+    if manifest["corpus"] != corpus_fingerprint(dataset):
+        raise SystemExit(f"{args.index}: indexes another corpus than {args.dataset}'s")
+    student = ColbertStudent.load(args.student or Path(manifest["student_path"]), device="cpu")
+    if student.fingerprint() != manifest["student_fingerprint"]:
+        raise SystemExit(f"{args.index}: built by student {manifest['student_fingerprint']}, not this one")
+    doc_ids = json.loads((args.index / "doc_ids.json").read_text())
+    with np.load(args.index / "tokens.npz") as z:
+        docs = TokenVectors(z["vectors"].astype(np.float32), z["lengths"].astype(np.int64))
+    qids = list(dataset.queries)
+    queries = student.encode_queries([dataset.queries[q] for q in qids])
+    console.print(f"{args.index}: {len(doc_ids)} docs read; {len(qids)} queries encoded")
     return doc_ids, docs, qids, queries
 
 
