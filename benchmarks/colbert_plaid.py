@@ -13,7 +13,8 @@ Growth: a corpus ``f`` times the size is the real corpus (its first ``f·N`` doc
 ``f < 1``) plus ``f - 1`` copies of it whose every token vector gets Gaussian noise of standard
 deviation ``--noise`` per dimension and is renormalised (new ids; the copies sit near, not on,
 their originals, so they compete for the top-k like near-duplicates do). Each size is
-searched by the same queries; the full-size point is the main table's (exact and 2-bit PLAID).
+searched by the same queries; the full-size point is the main table's (exact and PLAID at
+``--growth-nbits``).
 
 Run::
 
@@ -57,6 +58,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--sizes", type=float, nargs="*", default=[0.25, 0.5, 1.0, 2.0])
     p.add_argument("--nbits", type=int, nargs="*", default=[2, 4])
     p.add_argument("--noise", type=float, default=0.05)
+    p.add_argument("--growth-nbits", type=int, default=4, help="the PLAID index of the growth curve")
     p.add_argument("--vectors", type=Path, help="a folder keeping the encoded vectors between runs")
     p.add_argument("--plot", type=Path, default=Path("/tmp/bench/colbert-plaid.png"))
     p.add_argument("--markdown", type=Path, default=Path("/tmp/bench/colbert-plaid-tables.md"))
@@ -251,7 +253,7 @@ def main() -> None:
         lines.append("| " + " | ".join(cells) + " |")
     console.print(table)
 
-    growth = Table(title="Speed-up with corpus size (plaid 2-bit defaults)")
+    growth = Table(title=f"Speed-up with corpus size (plaid {args.growth_nbits}-bit defaults)")
     for col in ("docs", "token vectors", "exact QPS", "plaid QPS", "speed-up", "recall", "plaid build s"):
         growth.add_column(col, justify="right")
     glines = [
@@ -263,11 +265,11 @@ def main() -> None:
     gq_ids, gq = qids, queries
     for factor in args.sizes:
         ids, tv = grown(doc_ids, docs, factor, args.noise)
-        if factor == 1 and 2 in main_rows:
-            ex, pl = exact, main_rows[2]
+        if factor == 1 and args.growth_nbits in main_rows:
+            ex, pl = exact, main_rows[args.growth_nbits]
         else:
             ex = measure("maxsim", {"device": "cpu"}, ids, tv, gq_ids, gq, args.k)
-            pl = measure("plaid", {"nbits": 2, "device": "cpu"}, ids, tv, gq_ids, gq, args.k)
+            pl = measure("plaid", {"nbits": args.growth_nbits, "device": "cpu"}, ids, tv, gq_ids, gq, args.k)
         ex.pop("index", None)
         pl.pop("index", None)
         cells = (
@@ -283,13 +285,13 @@ def main() -> None:
         glines.append("| " + " | ".join(cells) + " |")
         points.append((len(tv.vectors), len(gq_ids) / ex["search"], len(gq_ids) / pl["search"]))
         console.print(growth)
-    plot(points, args.plot)
+    plot(points, args.plot, args.growth_nbits)
     args.markdown.parent.mkdir(parents=True, exist_ok=True)
     args.markdown.write_text("\n".join(lines) + "\n\n" + "\n".join(glines) + "\n")
     console.print(f"plot → {args.plot}, tables → {args.markdown}")
 
 
-def plot(points: list[tuple[int, float, float]], path: Path) -> None:
+def plot(points: list[tuple[int, float, float]], path: Path, nbits: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -298,7 +300,7 @@ def plot(points: list[tuple[int, float, float]], path: Path) -> None:
     tokens, exact, plaid = (np.array(c) for c in zip(*points, strict=True))
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     a.loglog(tokens, exact, "o-", label="exact MaxSim (fp16)")
-    a.loglog(tokens, plaid, "s-", label="PLAID 2-bit (defaults)")
+    a.loglog(tokens, plaid, "s-", label=f"PLAID {nbits}-bit (defaults)")
     a.set(xlabel="token vectors in the corpus", ylabel="queries per second", title="Throughput")
     a.legend()
     b.semilogx(tokens, plaid / exact, "s-", color="C1")

@@ -8,7 +8,8 @@ Build (on the first search or save, from every token vector added):
 2. **Codes**: each token's nearest centroid (a faiss flat inner-product search), kept as a
    uint16 (int32 past 65,536 centroids).
 3. **Residuals**: token minus centroid, each value quantised to ``nbits`` (2 or 4) bits by
-   ColBERTv2's bucket codec (:class:`ResidualCodec`), packed ``8 / nbits`` to a byte.
+   ColBERTv2's bucket codec with cutoffs per dimension (:class:`ResidualCodec`), packed
+   ``8 / nbits`` to a byte.
 4. **IVF lists**: per centroid, the documents with a token there (rebuilt in memory on load).
 
 Search (per query, Santhanam et al.'s PLAID):
@@ -24,7 +25,8 @@ Search (per query, Santhanam et al.'s PLAID):
    (:func:`~retrieval_kd.students.maxsim.maxsim`).
 
 Index size: ``nbits / 16`` of fp16 token vectors for the residual codes, plus 2 bytes of centroid
-id per token, the centroids, the PQ tables and the document lengths; the manifest records each.
+id per token, the centroids, the codec's table and the document lengths; the manifest records
+each.
 
 On disk an index is a folder: ``plaid.npz``, ``doc_ids.json`` and ``manifest.json`` (last).
 
