@@ -58,7 +58,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--sizes", type=float, nargs="*", default=[0.25, 0.5, 1.0, 2.0])
     p.add_argument("--nbits", type=int, nargs="*", default=[2, 4])
     p.add_argument("--noise", type=float, default=0.05)
-    p.add_argument("--growth-nbits", type=int, default=4, help="the PLAID index of the growth curve")
+    p.add_argument(
+        "--growth-nbits", type=int, help="the PLAID index of the growth curve (default: the index's own)"
+    )
     p.add_argument("--vectors", type=Path, help="a folder keeping the encoded vectors between runs")
     p.add_argument("--plot", type=Path, default=Path("/tmp/bench/colbert-plaid.png"))
     p.add_argument("--markdown", type=Path, default=Path("/tmp/bench/colbert-plaid-tables.md"))
@@ -116,26 +118,23 @@ def from_index(args: argparse.Namespace, console: Console) -> tuple[list[str], A
     float32), and ``--dataset``'s queries encoded by the student that built it: encoding SciFact's
     corpus with a ColBERT student takes minutes here, and the index already holds it."""
     from retrieval_kd.data import load_dataset
+    from retrieval_kd.indexes.maxsim_index import MaxSimIndex
     from retrieval_kd.indexing import corpus_fingerprint
     from retrieval_kd.students.colbert import ColbertStudent
     from retrieval_kd.students.maxsim import TokenVectors
 
-    manifest = json.loads((args.index / "manifest.json").read_text())
-    if manifest.get("kind") != "maxsim":
-        raise SystemExit(f"{args.index}: kind {manifest.get('kind')!r}, expected an exact 'maxsim' index")
+    index = MaxSimIndex.load(args.index)  # checks the folder's files and its kind
     dataset = load_dataset(args.dataset)
-    if manifest["corpus"] != corpus_fingerprint(dataset):
+    if index.manifest["corpus"] != corpus_fingerprint(dataset):
         raise SystemExit(f"{args.index}: indexes another corpus than {args.dataset}'s")
-    student = ColbertStudent.load(args.student or Path(manifest["student_path"]), device="cpu")
-    if student.fingerprint() != manifest["student_fingerprint"]:
-        raise SystemExit(f"{args.index}: built by student {manifest['student_fingerprint']}, not this one")
-    doc_ids = json.loads((args.index / "doc_ids.json").read_text())
-    with np.load(args.index / "tokens.npz") as z:
-        docs = TokenVectors(z["vectors"].astype(np.float32), z["lengths"].astype(np.int64))
+    student = ColbertStudent.load(args.student or Path(index.manifest["student_path"]), device="cpu")
+    index.check_encoder(student.fingerprint())
+    vectors, lengths = index.arrays()
+    docs = TokenVectors(vectors.astype(np.float32), lengths.astype(np.int64))
     qids = list(dataset.queries)
     queries = student.encode_queries([dataset.queries[q] for q in qids])
-    console.print(f"{args.index}: {len(doc_ids)} docs read; {len(qids)} queries encoded")
-    return doc_ids, docs, qids, queries
+    console.print(f"{args.index}: {len(index)} docs read; {len(qids)} queries encoded")
+    return index.doc_ids, docs, qids, queries
 
 
 def grown(doc_ids: list[str], docs: Any, factor: float, noise: float) -> tuple[list[str], Any]:
@@ -193,6 +192,10 @@ def main() -> None:
     import torch
 
     args = parse_args()
+    if args.growth_nbits is None:
+        from retrieval_kd.indexes.plaid_index import BUILD
+
+        args.growth_nbits = int(BUILD["nbits"])
     torch.set_num_threads(args.threads)
     import faiss
 

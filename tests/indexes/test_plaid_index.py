@@ -47,7 +47,7 @@ def test_codec_round_trip_error_is_bounded() -> None:
     assert codec.decode(packed).tolist() == [[-2.0, -0.5, 0.5, 2.0, -0.5, 2.0, -2.0, 0.5]]
     # saved and read back as one table (the layout of indexes saved before per-dimension codecs)
     again = ResidualCodec.from_table(codec.table)
-    assert again.decode(packed).tolist() == codec.decode(packed).tolist() and again.table.shape == (7,)
+    assert again.decode(packed).tolist() == codec.decode(packed).tolist() and again.table.shape == (1, 7)
     # Gaussian residuals, each dimension its own spread: every value lands in its dimension's
     # bucket, so the error is at most the bucket's width; equal-mass buckets stay above the optimal
     # (Lloyd–Max) quantiser's relative error for a Gaussian (0.1175 at 2 bits, 0.0095 at 4) and
@@ -67,7 +67,6 @@ def test_codec_round_trip_error_is_bounded() -> None:
     assert 0.1175 < errors[2] < 0.16 and 0.0095 < errors[4] < 0.03 and errors[2] > 5 * errors[4], errors
     # one set of cutoffs for every dimension cuts the narrow ones too coarsely (measured 0.198)
     pooled = ResidualCodec.train(r.reshape(-1, 1), nbits=2, seed=0)
-    pooled = ResidualCodec(pooled.cutoffs[0], pooled.weights[0])
     pooled_error = float(np.mean((pooled.decode(pooled.encode(r)) - r) ** 2 / np.mean(r**2, axis=0)))
     assert pooled_error > 1.25 * errors[2]
     with pytest.raises(RkdError, match=r"2-bit residuals need a dimension divisible by 4, got 6"):
