@@ -21,6 +21,8 @@ Run::
     python benchmarks/colbert_plaid.py --vectors /tmp/bench/colbert-scifact   # encode once, reuse
     python benchmarks/colbert_plaid.py --student runs/scifact-colbert/student --vectors DIR  # trained
     python benchmarks/colbert_plaid.py --index runs/scifact-colbert/index/student_after  # its docs
+    python benchmarks/colbert_plaid.py --index DIR --dataset 'beir/scifact/train#dev:0.2' \
+        --codecs pq scalar --ndocs 256 512 1024 --sizes    # choose settings on the dev carve
     python benchmarks/colbert_plaid.py --dataset tests/data/tiny_beir --sizes 1 --model PATH  # smoke
 """
 
@@ -57,6 +59,14 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch and faiss threads")
     p.add_argument("--sizes", type=float, nargs="*", default=[0.25, 0.5, 1.0, 2.0])
     p.add_argument("--nbits", type=int, nargs="*", default=[2, 4])
+    p.add_argument("--codecs", nargs="*", default=["pq"], help="residual codecs of the main table")
+    p.add_argument(
+        "--ndocs",
+        type=int,
+        nargs="*",
+        help="search settings of the main table: each index is built once and searched at each "
+        "ndocs (default: the index's own)",
+    )
     p.add_argument("--noise", type=float, default=0.05)
     p.add_argument(
         "--growth-nbits", type=int, help="the PLAID index of the growth curve (default: the index's own)"
@@ -192,9 +202,9 @@ def main() -> None:
     import torch
 
     args = parse_args()
-    if args.growth_nbits is None:
-        from retrieval_kd.indexes.plaid_index import BUILD
+    from retrieval_kd.indexes.plaid_index import BUILD, SEARCH
 
+    if args.growth_nbits is None:
         args.growth_nbits = int(BUILD["nbits"])
     torch.set_num_threads(args.threads)
     import faiss
@@ -239,21 +249,42 @@ def main() -> None:
     )
     main_rows = {}
     for nbits in args.nbits:
-        row = main_rows[nbits] = measure(
-            "plaid", {"nbits": nbits, "device": "cpu"}, doc_ids, docs, qids, queries, args.k
-        )
-        mem = row["index"].memory()
-        cells = (
-            f"plaid {nbits}-bit (defaults)",
-            f"{row['build']:.1f}",
-            f"{len(qids) / row['search']:.1f}",
-            f"{exact['search'] / row['search']:.2f}×",
-            f"{recall(row['run'], exact['run'], args.k):.4f}",
-            f"{mem['total'] / fp16:.3f}",
-            f"{mem['residuals'] / fp16:.3f}",
-        )
-        table.add_row(*cells)
-        lines.append("| " + " | ".join(cells) + " |")
+        for codec in args.codecs:
+            row = measure(
+                "plaid",
+                {"nbits": nbits, "codec": codec, "device": "cpu"},
+                doc_ids,
+                docs,
+                qids,
+                queries,
+                args.k,
+            )
+            if codec == BUILD["codec"]:
+                main_rows[nbits] = row
+            mem = row["index"].memory()
+            for ndocs in args.ndocs or [SEARCH["ndocs"]]:
+                if ndocs != row["index"].search_options["ndocs"]:  # the same index, searched wider
+                    row["index"].search_options["ndocs"] = ndocs
+                    t0 = time.perf_counter()
+                    row["run"] = row["index"].search(qids, queries, args.k)
+                    row["search"] = time.perf_counter() - t0
+                cells = (
+                    f"plaid {nbits}-bit {codec}, ndocs {ndocs}",
+                    f"{row['build']:.1f}",
+                    f"{len(qids) / row['search']:.1f}",
+                    f"{exact['search'] / row['search']:.2f}×",
+                    f"{recall(row['run'], exact['run'], args.k):.4f}",
+                    f"{mem['total'] / fp16:.3f}",
+                    f"{mem['residuals'] / fp16:.3f}",
+                )
+                table.add_row(*cells)
+                lines.append("| " + " | ".join(cells) + " |")
+            if codec == BUILD["codec"] and row["index"].search_options["ndocs"] != SEARCH["ndocs"]:
+                # the growth curve's full-size point is at the defaults
+                row["index"].search_options["ndocs"] = SEARCH["ndocs"]
+                t0 = time.perf_counter()
+                row["run"] = row["index"].search(qids, queries, args.k)
+                row["search"] = time.perf_counter() - t0
     console.print(table)
 
     growth = Table(title=f"Speed-up with corpus size (plaid {args.growth_nbits}-bit defaults)")
@@ -288,7 +319,8 @@ def main() -> None:
         glines.append("| " + " | ".join(cells) + " |")
         points.append((len(tv.vectors), len(gq_ids) / ex["search"], len(gq_ids) / pl["search"]))
         console.print(growth)
-    plot(points, args.plot, args.growth_nbits)
+    if points:
+        plot(points, args.plot, args.growth_nbits)
     args.markdown.parent.mkdir(parents=True, exist_ok=True)
     args.markdown.write_text("\n".join(lines) + "\n\n" + "\n".join(glines) + "\n")
     console.print(f"plot → {args.plot}, tables → {args.markdown}")

@@ -7,9 +7,13 @@ Build (on the first search or save, from every token vector added):
    builds 4× faster here and loses no measured recall).
 2. **Codes**: each token's nearest centroid (a faiss flat inner-product search), kept as a
    uint16 (int32 past 65,536 centroids).
-3. **Residuals**: token minus centroid, each value quantised to ``nbits`` (2 or 4) bits by
-   ColBERTv2's bucket codec with cutoffs per dimension (:class:`ResidualCodec`), packed
-   ``8 / nbits`` to a byte.
+3. **Residuals**: token minus centroid, coded at ``nbits`` (2 or 4) bits per dimension: by
+   faiss's product quantiser (``codec = "pq"``, the default: a byte per ``8 / nbits``
+   dimensions, :class:`ProductCodec`), or by ColBERTv2's bucket codec with cutoffs per dimension
+   (``codec = "scalar"``: each value its own ``nbits``, packed ``8 / nbits`` to a byte,
+   :class:`ResidualCodec`). Both take ``nbits / 8`` bytes per dimension; product quantisation
+   decodes closer to the original (BENCHMARKS.md, "ColBERT"). Fewer than 1,024 token vectors
+   are too few to train it, and such an index uses the scalar codec (the manifest says which).
 4. **IVF lists**: per centroid, the documents with a token there (rebuilt in memory on load).
 
 Search (per query, Santhanam et al.'s PLAID):
@@ -25,8 +29,8 @@ Search (per query, Santhanam et al.'s PLAID):
    (:func:`~retrieval_kd.students.maxsim.maxsim`).
 
 Index size: ``nbits / 16`` of fp16 token vectors for the residual codes, plus 2 bytes of centroid
-id per token, the centroids, the codec's table and the document lengths; the manifest records
-each.
+id per token, the centroids, the codec's table (a 256 · dim float codebook for product
+quantisation) and the document lengths; the manifest records each.
 
 On disk an index is a folder: ``plaid.npz``, ``doc_ids.json`` and ``manifest.json`` (last).
 
@@ -56,12 +60,19 @@ from retrieval_kd.indexes.maxsim_index import (
     token_vectors,
     torch_device,
 )
-from retrieval_kd.indexes.residual_codec import NBITS, ResidualCodec
+from retrieval_kd.indexes.residual_codec import (
+    CODECS,
+    NBITS,
+    Codec,
+    ProductCodec,
+    codec_from_table,
+    train_codec,
+)
 from retrieval_kd.types import Run
 
 logger = logging.getLogger(__name__)
 
-BUILD = {"nbits": 2, "nlist": None, "kmeans_iters": 8, "kmeans_sample": 64, "seed": 1234}
+BUILD = {"nbits": 2, "codec": "pq", "nlist": None, "kmeans_iters": 8, "kmeans_sample": 64, "seed": 1234}
 SEARCH = {"nprobe": 4, "centroid_threshold": 0.45, "ndocs": 256}
 ARRAYS = ("centroids", "codes", "residuals", "codec", "lengths")
 
@@ -76,12 +87,18 @@ def default_nlist(tokens: int) -> int:
     return int(min(tokens, 2 ** round(math.log2(max(1.0, 4 * math.sqrt(tokens))))))
 
 
+def codec_kind(codec: Codec) -> str:
+    """``"pq"`` or ``"scalar"``, as the ``codec`` option names ``codec``'s class."""
+    return "pq" if isinstance(codec, ProductCodec) else "scalar"
+
+
 class PlaidIndex(TokenIndex):
     """A compressed multi-vector index searched PLAID's way (see the module docstring).
 
     Args:
         student_fingerprint: fingerprint of the student that encoded the documents.
         nbits: residual bits per dimension, 2 or 4.
+        codec: ``"pq"`` (product quantisation, faiss) or ``"scalar"`` (ColBERTv2's buckets).
         nlist: centroids (None: :func:`default_nlist` of the token count).
         kmeans_iters, kmeans_sample, seed: faiss k-means iterations, training points per
             centroid, and seed.
@@ -105,6 +122,10 @@ class PlaidIndex(TokenIndex):
             raise RkdError(
                 f"plaid index option nbits must be one of {list(NBITS)}, got {self.build_options['nbits']!r}"
             )
+        if self.build_options["codec"] not in CODECS:
+            raise RkdError(
+                f"plaid index option codec must be one of {list(CODECS)}, got {self.build_options['codec']!r}"
+            )
         for name in ("nprobe", "ndocs", "kmeans_iters", "kmeans_sample"):
             value = {**self.build_options, **self.search_options}[name]
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -116,7 +137,7 @@ class PlaidIndex(TokenIndex):
         self.centroids = np.zeros((0, 0), dtype=np.float32)
         self.codes = np.zeros(0, dtype=np.uint16)
         self.residuals = np.zeros((0, 0), dtype=np.uint8)
-        self.codec: ResidualCodec | None = None
+        self.codec: Codec | None = None
         self.lengths = np.zeros(0, dtype=np.int32)
         self.normalized = True
         self._ivf: tuple[np.ndarray, np.ndarray] | None = None  # (offsets (nlist+1,), doc positions)
@@ -183,10 +204,13 @@ class PlaidIndex(TokenIndex):
             self.centroids = np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
             codes = self._assign(x)
             sample = np.random.default_rng(int(opts["seed"])).permutation(len(x))[: 1 << 16]
-            self.codec = ResidualCodec.train(
-                x[sample] - self.centroids[codes[sample]], int(opts["nbits"]), int(opts["seed"])
+            self.codec = train_codec(
+                str(opts["codec"]),
+                x[sample] - self.centroids[codes[sample]],
+                int(opts["nbits"]),
+                int(opts["seed"]),
             )
-            self.manifest["build"]["nlist"] = nlist
+            self.manifest["build"].update(nlist=nlist, codec=codec_kind(self.codec))
         else:
             codes = self._assign(x)
         residuals = self.codec.encode(x - self.centroids[codes])
@@ -372,10 +396,8 @@ class PlaidIndex(TokenIndex):
         saved = {**dict(manifest.get("build") or {}), **dict(manifest.get("search") or {})}
         self = cls(str(manifest.get("student_fingerprint", "")), device, **{**saved, **search_options})
         self.centroids, self.codes, self.residuals = arrays["centroids"], arrays["codes"], arrays["residuals"]
-        self.codec, self.lengths = (
-            ResidualCodec.from_table(arrays["codec"]),
-            arrays["lengths"].astype(np.int32),
-        )
+        self.codec, self.lengths = codec_from_table(arrays["codec"]), arrays["lengths"].astype(np.int32)
+        self.build_options["codec"] = codec_kind(self.codec)  # indexes saved before "pq": scalar
         tokens = int(self.lengths.sum())
         if len(self.lengths) != len(doc_ids) or not tokens == len(self.codes) == len(self.residuals):
             raise DataError(

@@ -12,7 +12,8 @@ import pytest
 from retrieval_kd.errors import RkdError
 from retrieval_kd.indexes import load_index
 from retrieval_kd.indexes.maxsim_index import MaxSimIndex
-from retrieval_kd.indexes.plaid_index import PlaidIndex, ResidualCodec, default_nlist
+from retrieval_kd.indexes.plaid_index import PlaidIndex, default_nlist
+from retrieval_kd.indexes.residual_codec import PQ_MIN_ROWS, ProductCodec, ResidualCodec, codec_from_table
 from retrieval_kd.students.maxsim import TokenVectors
 
 EXHAUSTIVE = {"nprobe": 10_000, "centroid_threshold": -1e9, "ndocs": 10_000}
@@ -73,25 +74,70 @@ def test_codec_round_trip_error_is_bounded() -> None:
         ResidualCodec.train(r, nbits=2, seed=0).encode(r[:, :6])
 
 
-@pytest.mark.parametrize("nbits", [2, 4])
-def test_memory_by_the_byte(nbits: int) -> None:
-    docs, _ = clustered(60, 32, 1)
-    index = PlaidIndex(nbits=nbits, device="cpu")
-    index.add([f"d{i}" for i in range(60)], docs)
+def test_product_codec_beats_scalar_buckets_at_the_same_bytes() -> None:
+    # residuals whose dimensions come in correlated pairs (as a centroid's residuals do): the
+    # product quantiser codes each pair jointly, the buckets each value alone
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((6_000, 8)).astype(np.float32)
+    r = np.repeat(base, 2, axis=1) + 0.3 * rng.standard_normal((6_000, 16)).astype(np.float32)
+    for nbits in (2, 4):
+        pq = ProductCodec.train(r, nbits=nbits, seed=0)
+        scalar = ResidualCodec.train(r, nbits=nbits, seed=0)
+        codes = pq.encode(r)
+        # the same bytes per token: a byte per 8 / nbits dimensions
+        assert codes.shape == scalar.encode(r).shape == (6_000, 16 * nbits // 8)
+        assert pq.table.shape == (16 * nbits // 8, 256, 8 // nbits) and pq.nbits == nbits
+        pq_error = float(np.mean((pq.decode(codes) - r) ** 2))
+        scalar_error = float(np.mean((scalar.decode(scalar.encode(r)) - r) ** 2))
+        assert pq_error < 0.8 * scalar_error, (nbits, pq_error, scalar_error)
+        # each code is its group's nearest centroid: no other codeword decodes closer
+        groups = r.reshape(6_000, -1, 8 // nbits)
+        distances = ((groups[:, :, None, :] - pq.table[None]) ** 2).sum(-1)  # (T, M, 256)
+        np.testing.assert_allclose(
+            distances.min(-1), np.take_along_axis(distances, codes[..., None], 2)[..., 0]
+        )
+        # read back from its table (as a loaded index does): the same class, codes and values
+        again = codec_from_table(pq.table)
+        assert isinstance(again, ProductCodec) and np.array_equal(again.encode(r), codes)
+        assert np.array_equal(again.decode(codes), pq.decode(codes))
+    assert isinstance(codec_from_table(scalar.table), ResidualCodec)
+    with pytest.raises(RkdError, match=r"at least 1024 token vectors, got dimension 16 and 1000"):
+        ProductCodec.train(r[:1000], nbits=2, seed=0)
+
+
+@pytest.mark.parametrize(("nbits", "codec"), [(2, "pq"), (4, "pq"), (2, "scalar"), (4, "scalar")])
+def test_memory_by_the_byte(nbits: int, codec: str) -> None:
+    docs, _ = clustered(200, 32, 1)
+    index = PlaidIndex(nbits=nbits, codec=codec, device="cpu")
+    index.add([f"d{i}" for i in range(200)], docs)
     index.build()
     t, nlist = len(docs.vectors), default_nlist(len(docs.vectors))
+    assert t >= PQ_MIN_ROWS
+    # float32: a 256-entry codebook per group of 8 / nbits dimensions (256 · 32 floats in all),
+    # or cutoffs and bucket weights per dimension
+    table = 256 * 32 * 4 if codec == "pq" else 32 * (2 ** (nbits + 1) - 1) * 4
     mem = index.memory()
     assert mem == {
         "residuals": t * 32 * nbits // 8,  # nbits per dimension
         "codes": 2 * t,  # one uint16 centroid id per token
         "centroids": nlist * 32 * 4,
-        "codec": 32 * (2 ** (nbits + 1) - 1) * 4,  # float32 cutoffs and bucket weights per dimension
-        "lengths": 60 * 4,
-        "total": t * (32 * nbits // 8 + 2) + nlist * 128 + 32 * (2 ** (nbits + 1) - 1) * 4 + 240,
+        "codec": table,
+        "lengths": 200 * 4,
+        "total": t * (32 * nbits // 8 + 2) + nlist * 128 + table + 800,
         "fp16_vectors": t * 64,
     }
     assert mem["residuals"] / mem["fp16_vectors"] == nbits / 16  # an eighth at 2 bits, a quarter at 4
-    assert index.manifest["bytes"] == mem and index.manifest["build"]["nlist"] == nlist
+    assert index.manifest["bytes"] == mem
+    assert index.manifest["build"]["nlist"] == nlist and index.manifest["build"]["codec"] == codec
+
+
+def test_too_few_tokens_for_product_quantisation_use_the_scalar_codec() -> None:
+    docs, _ = clustered(20, 32, 1)
+    assert len(docs.vectors) < PQ_MIN_ROWS
+    index = PlaidIndex(nbits=4, device="cpu")
+    index.add([f"d{i}" for i in range(20)], docs)
+    index.build()
+    assert isinstance(index.codec, ResidualCodec) and index.manifest["build"]["codec"] == "scalar"
 
 
 def test_agrees_with_exact_maxsim_and_exhaustive_is_exact_over_the_decompressed() -> None:
@@ -101,8 +147,12 @@ def test_agrees_with_exact_maxsim_and_exhaustive_is_exact_over_the_decompressed(
     exact = MaxSimIndex(dtype="float32", device="cpu")
     exact.add(ids, docs)
     reference = exact.search(qids, queries, k=10)
-    for nbits, floor, cosine in ((2, 0.85, 0.99), (4, 0.85, 0.998)):
-        index = PlaidIndex(nbits=nbits, device="cpu")
+    for nbits, codec, floor, cosine in (
+        (2, "scalar", 0.85, 0.99),
+        (4, "scalar", 0.85, 0.998),
+        (4, "pq", 0.85, 0.998),
+    ):
+        index = PlaidIndex(nbits=nbits, codec=codec, device="cpu")
         index.add(ids, docs)
         run = index.search(qids, queries, k=10)
         recall = np.mean([len(set(run[q]) & set(reference[q])) / 10 for q in qids])
@@ -136,6 +186,15 @@ def test_save_load_round_trip_and_more_documents(tmp_path: Path) -> None:
     index.save(tmp_path / "idx")
     again = load_index(tmp_path / "idx")
     assert isinstance(again, PlaidIndex) and again.manifest["count"] == 80
+    # 1,354 token vectors: product-quantised, and the codebook read back codes as it was trained
+    assert isinstance(again.codec, ProductCodec) and again.build_options["codec"] == "pq"
+    # documents added to the loaded index are coded exactly as the original coded them
+    tail = int(docs.lengths[60:].sum())
+    again.add([f"e{i}" for i in range(20)], TokenVectors(docs.vectors[-tail:], docs.lengths[60:]))
+    again.build()
+    assert np.array_equal(again.residuals[-tail:], index.residuals[-tail:])
+    assert np.array_equal(again.codes[-tail:], index.codes[-tail:])
+    again = load_index(tmp_path / "idx")
     assert again.search(qids, queries, k=5) == before
     assert again.manifest["search"]["ndocs"] == 16 and again.manifest["build_seconds"] > 0
     wider = PlaidIndex.load(tmp_path / "idx", device="cpu", **EXHAUSTIVE)
@@ -149,6 +208,8 @@ def test_clear_errors() -> None:
         PlaidIndex(nbits=3)
     with pytest.raises(RkdError, match=r"unknown plaid index option\(s\) \['factory'\]; choose from"):
         PlaidIndex.create("", {"factory": "Flat"})
+    with pytest.raises(RkdError, match=r"codec must be one of \['pq', 'scalar'\], got 'opq'"):
+        PlaidIndex(codec="opq")
     with pytest.raises(RkdError, match=r"nprobe must be an integer >= 1, got 0"):
         PlaidIndex(nprobe=0)
     with pytest.raises(RkdError, match=r"2-bit residuals need a dimension divisible by 4, got 6"):
