@@ -7,13 +7,14 @@ Build (on the first search or save, from every token vector added):
    builds 4× faster here and loses no measured recall).
 2. **Codes**: each token's nearest centroid (a faiss flat inner-product search), kept as a
    uint16 (int32 past 65,536 centroids).
-3. **Residuals**: token minus centroid, coded at ``nbits`` (2 or 4) bits per dimension: by
-   faiss's product quantiser (``codec = "pq"``, the default: a byte per ``8 / nbits``
-   dimensions, :class:`ProductCodec`), or by ColBERTv2's bucket codec with cutoffs per dimension
-   (``codec = "scalar"``: each value its own ``nbits``, packed ``8 / nbits`` to a byte,
-   :class:`ResidualCodec`). Both take ``nbits / 8`` bytes per dimension; product quantisation
-   decodes closer to the original (BENCHMARKS.md, "ColBERT"). Fewer than 1,024 token vectors
-   are too few to train it, and such an index uses the scalar codec (the manifest says which).
+3. **Residuals**: token minus centroid, within ``nbits`` (2 or 4) bits per dimension: by
+   faiss's product quantiser (``codec = "pq"``, the default: groups of ``8 / nbits``
+   dimensions, each coded by as many bits as leave room for the centroid id,
+   :class:`ProductCodec`), or by ColBERTv2's bucket codec with cutoffs per dimension
+   (``codec = "scalar"``: each value its own ``nbits``, packed ``8 / nbits`` to a byte, the id
+   on top; :class:`ResidualCodec`). Product quantisation decodes closer to the original at no
+   more bytes (BENCHMARKS.md, "ColBERT"). Fewer than 1,024 token vectors are too few to train
+   it, and such an index uses the scalar codec (the manifest says which).
 4. **IVF lists**: per centroid, the documents with a token there (rebuilt in memory on load).
 
 Search (per query, Santhanam et al.'s PLAID):
@@ -28,9 +29,10 @@ Search (per query, Santhanam et al.'s PLAID):
    indexed vectors were unit length) and scored by exact MaxSim
    (:func:`~retrieval_kd.students.maxsim.maxsim`).
 
-Index size: ``nbits / 16`` of fp16 token vectors for the residual codes, plus 2 bytes of centroid
-id per token, the centroids, the codec's table (a 256 · dim float codebook for product
-quantisation) and the document lengths; the manifest records each.
+Index size: per token the residual codes and a 2-byte centroid id, together ``nbits / 16`` of a
+float16 token vector with the product codec (the scalar codec's residuals alone take that);
+then the centroids (float16), the codec's table and the document lengths. The manifest records
+each.
 
 On disk an index is a folder: ``plaid.npz``, ``doc_ids.json`` and ``manifest.json`` (last).
 
@@ -97,7 +99,8 @@ class PlaidIndex(TokenIndex):
 
     Args:
         student_fingerprint: fingerprint of the student that encoded the documents.
-        nbits: residual bits per dimension, 2 or 4.
+        nbits: bits per dimension, 2 or 4: residual and centroid id (``"pq"``) or residual alone
+            (``"scalar"``).
         codec: ``"pq"`` (product quantisation, faiss) or ``"scalar"`` (ColBERTv2's buckets).
         nlist: centroids (None: :func:`default_nlist` of the token count).
         kmeans_iters, kmeans_sample, seed: faiss k-means iterations, training points per
@@ -201,19 +204,21 @@ class PlaidIndex(TokenIndex):
                 verbose=False,
             )
             kmeans.train(x)
-            self.centroids = np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
+            # float16 centroids: half the bytes, and residuals are taken against these values
+            self.centroids = np.ascontiguousarray(kmeans.centroids, dtype=np.float16)
             codes = self._assign(x)
             sample = np.random.default_rng(int(opts["seed"])).permutation(len(x))[: 1 << 16]
             self.codec = train_codec(
                 str(opts["codec"]),
-                x[sample] - self.centroids[codes[sample]],
+                x[sample] - self.centroids[codes[sample]].astype(np.float32),
                 int(opts["nbits"]),
                 int(opts["seed"]),
+                id_bits=16 if nlist <= 1 << 16 else 32,  # the centroid id's type below
             )
             self.manifest["build"].update(nlist=nlist, codec=codec_kind(self.codec))
         else:
             codes = self._assign(x)
-        residuals = self.codec.encode(x - self.centroids[codes])
+        residuals = self.codec.encode(x - self.centroids[codes].astype(np.float32))
         code_type = np.uint16 if len(self.centroids) <= 1 << 16 else np.int32
         self.codes = np.concatenate([self.codes.astype(code_type), codes.astype(code_type)])
         self.residuals = np.concatenate([self.residuals.reshape(-1, residuals.shape[1]), residuals])
@@ -228,7 +233,7 @@ class PlaidIndex(TokenIndex):
         import faiss
 
         flat = faiss.IndexFlatIP(self.dim) if self.normalized else faiss.IndexFlatL2(self.dim)
-        flat.add(self.centroids)
+        flat.add(self.centroids.astype(np.float32))
         _, nearest = flat.search(x, 1)
         out: np.ndarray = nearest[:, 0].astype(np.int64)
         return out
@@ -267,7 +272,8 @@ class PlaidIndex(TokenIndex):
         """
         assert self.codec is not None
         rows = self._token_rows(docs)
-        x = self.centroids[self.codes[rows].astype(np.int64)] + self.codec.decode(self.residuals[rows])
+        x = self.centroids[self.codes[rows].astype(np.int64)].astype(np.float32)
+        x += self.codec.decode(self.residuals[rows])
         if self.normalized:
             x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
         return x, self.lengths[docs]
@@ -308,7 +314,7 @@ class PlaidIndex(TokenIndex):
         import torch
 
         opts = self.search_options
-        scores = q @ self.centroids.T  # (Lq, nlist)
+        scores = q @ self.centroids.astype(np.float32).T  # (Lq, nlist); float16 kept, upcast per query
         offsets, ivf_docs = self.ivf()
         nprobe = min(int(opts["nprobe"]), len(self.centroids))
         probed = np.unique(np.argpartition(-scores, nprobe - 1, axis=1)[:, :nprobe])

@@ -1,7 +1,7 @@
 """Residual codecs of :class:`~retrieval_kd.indexes.plaid_index.PlaidIndex`: token-vector
 residuals at 2 or 4 bits per dimension, either ColBERTv2's scalar buckets
-(:class:`ResidualCodec`) or faiss's product quantiser at the same bytes (:class:`ProductCodec`,
-the default). :func:`codec_from_table` reads either back from its saved table.
+(:class:`ResidualCodec`) or faiss's product quantiser within the same bytes, centroid id included
+(:class:`ProductCodec`, the default). :func:`codec_from_table` reads either back from its saved table.
 
 References:
     Santhanam et al., "ColBERTv2", arXiv:2112.01488; Jégou et al., "Product quantization for
@@ -19,7 +19,7 @@ from retrieval_kd.errors import DataError, RkdError
 
 NBITS = (2, 4)
 CODECS = ("pq", "scalar")
-PQ_MIN_ROWS = 1024  # faiss's k-means needs 256 points per sub-quantiser; 4 each at the least
+PQ_MIN_ROWS = 1024  # faiss's k-means needs a point per centroid (up to 256 per group); 4 at the least
 
 
 class ResidualCodec:
@@ -116,55 +116,62 @@ class ResidualCodec:
 
 
 class ProductCodec:
-    """Residuals product-quantised by faiss at ``nbits`` bits per dimension: the ``dim``
-    dimensions split into ``M = dim · nbits / 8`` groups of ``8 / nbits``, each group coded by
-    one byte, the nearest of 256 centroids k-means found for it (``faiss.ProductQuantizer``). The
-    bytes per token equal :class:`ResidualCodec`'s; the codebook (256 · dim floats) replaces its
-    cutoff table. Coding groups of dimensions jointly uses their correlation, which the scalar
-    buckets cannot: on a distilled ColBERT student's SciFact vectors the recall of exact MaxSim's
-    top 10 with every document decompressed rose from 0.867 to 0.922 at 2 bits and from 0.951 to
-    0.974 at 4 (BENCHMARKS.md, "ColBERT"). faiss trains and encodes; decoding is one numpy gather,
-    so a loaded index needs no faiss object to search.
+    """Residuals product-quantised by faiss (``faiss.ProductQuantizer``) within a budget of
+    ``nbits`` bits per dimension, the token's centroid id included: the ``dim`` dimensions split
+    into ``M = dim · nbits / 8`` groups of ``8 / nbits``, each group coded by the nearest of the
+    ``2^b`` centroids k-means found for it, with ``b = min(8, (dim · nbits - id_bits) // M)`` bits
+    (7 at 128 dimensions and a 16-bit id, 2 or 4 bits per dimension), the codes bit-packed by
+    faiss. Residual codes and centroid id together then fit in ``dim · nbits / 8`` bytes, an eighth
+    (2 bits) or a quarter (4 bits) of a float16 vector, where :class:`ResidualCodec` spends all of
+    it on the residual and the id comes on top. Coding groups of dimensions jointly uses their
+    correlation, which scalar buckets cannot: on a distilled ColBERT student's SciFact vectors
+    8-bit groups at the same residual bytes lifted the recall of exact MaxSim's top 10 with every
+    document decompressed from 0.867 to 0.922 at 2 bits and from 0.951 to 0.974 at 4
+    (BENCHMARKS.md, "ColBERT").
 
     Args:
-        centroids: the codebook, (M, 256, 8 / nbits).
+        centroids: the codebook, (M, 2^b, dim / M).
 
     Example:
-        >>> book = np.zeros((2, 256, 2), dtype=np.float32)
-        >>> book[:, 1] = [1.0, -1.0]
-        >>> codec = ProductCodec(book)  # dim 4 in 2 groups: 4 bits per dimension
-        >>> codec.nbits, codec.decode(np.array([[1, 0]], dtype=np.uint8)).tolist()
-        (4, [[1.0, -1.0, 0.0, 0.0]])
+        >>> k = np.arange(128, dtype=np.float32)
+        >>> book = np.stack([np.stack([k, -k], axis=1)] * 2)  # centroid k of a group: (k, -k)
+        >>> codec = ProductCodec(book)  # dim 4 in 2 groups of 2, 7 bits each: 14 bits, 2 bytes
+        >>> codes = codec.encode(np.array([[1.1, -0.9, 2.2, -1.9]], dtype=np.float32))
+        >>> codes.tolist(), codec.decode(codes).tolist()  # 1 | 2 << 7 = 257, little-endian
+        ([[1, 1]], [[1.0, -1.0, 2.0, -2.0]])
     """
 
     def __init__(self, centroids: np.ndarray) -> None:
         self.centroids = np.ascontiguousarray(centroids, dtype=np.float32)
         m, ksub, dsub = self.centroids.shape if self.centroids.ndim == 3 else (0, 0, 0)
-        if ksub != 256 or dsub not in (8 // b for b in NBITS):
+        if m < 1 or dsub < 1 or ksub not in [1 << b for b in range(1, 9)]:
             raise DataError(
-                "a product codec needs a (groups, 256, 8 / nbits) codebook with nbits in "
-                f"{list(NBITS)}, got shape {list(self.centroids.shape)}"
+                "a product codec needs a (groups, 2^bits, dimensions per group) codebook with 1 to 8 "
+                f"bits, got shape {list(self.centroids.shape)}"
             )
-        self.dim = m * dsub
-        self.nbits = 8 // dsub
+        self.dim, self.bits = m * dsub, ksub.bit_length() - 1
         self._pq: Any = None
 
     @classmethod
-    def train(cls, residuals: np.ndarray, nbits: int, seed: int) -> ProductCodec:
+    def train(cls, residuals: np.ndarray, nbits: int, seed: int, id_bits: int = 16) -> ProductCodec:
         """faiss k-means per group over (at most 2^16 rows of) ``residuals``, at least
-        :data:`PQ_MIN_ROWS` of them. Shapes: residuals (T, dim)."""
+        :data:`PQ_MIN_ROWS` of them, sized so that the codes and an ``id_bits`` centroid id fit in
+        ``nbits`` bits per dimension. Shapes: residuals (T, dim)."""
         import faiss
 
         values = np.ascontiguousarray(residuals, dtype=np.float32)
         t, dim = values.shape
-        if dim % (8 // nbits) or t < PQ_MIN_ROWS:
+        groups = dim * nbits // 8
+        bits = min(8, (dim * nbits - id_bits) // max(groups, 1))
+        if dim % (8 // nbits) or bits < 1 or t < PQ_MIN_ROWS:
             raise RkdError(
                 f"plaid index: a {nbits}-bit product codec needs a dimension divisible by {8 // nbits} "
-                f"and at least {PQ_MIN_ROWS} token vectors, got dimension {dim} and {t}"
+                f"with room for a {id_bits}-bit centroid id, and at least {PQ_MIN_ROWS} token vectors; "
+                f"got dimension {dim} and {t}"
             )
         if t > 1 << 16:
             values = values[np.random.default_rng(seed).choice(t, 1 << 16, replace=False)]
-        pq = faiss.ProductQuantizer(dim, dim * nbits // 8, 8)
+        pq = faiss.ProductQuantizer(dim, groups, bits)
         pq.cp.seed = seed
         pq.verbose = False
         pq.train(values)
@@ -174,27 +181,31 @@ class ProductCodec:
 
     @property
     def table(self) -> np.ndarray:
-        """The codebook, as saved. Shapes: → float32 (M, 256, 8 / nbits)."""
+        """The codebook, as saved. Shapes: → float32 (M, 2^b, dim / M)."""
         return self.centroids
 
-    def encode(self, residuals: np.ndarray) -> np.ndarray:
-        """Shapes: (T, dim) → uint8 (T, dim · nbits / 8), a group's centroid per byte."""
+    def quantizer(self) -> Any:
+        """faiss's ``ProductQuantizer`` holding this codebook (rebuilt once for a loaded codec)."""
         import faiss
 
+        if self._pq is None:
+            m, ksub, _ = self.centroids.shape
+            self._pq = faiss.ProductQuantizer(self.dim, m, ksub.bit_length() - 1)
+            faiss.copy_array_to_vector(self.centroids.ravel(), self._pq.centroids)
+        return self._pq
+
+    def encode(self, residuals: np.ndarray) -> np.ndarray:
+        """Shapes: (T, dim) → uint8 (T, ⌈M · b / 8⌉), each group's centroid, bit-packed."""
         if residuals.shape[1] != self.dim:
             raise RkdError(
                 f"plaid index: the residual codec has {self.dim} dimensions, got {residuals.shape[1]}"
             )
-        if self._pq is None:  # a loaded codec: faiss's quantiser rebuilt from the codebook
-            self._pq = faiss.ProductQuantizer(self.dim, len(self.centroids), 8)
-            faiss.copy_array_to_vector(self.centroids.ravel(), self._pq.centroids)
-        codes: np.ndarray = self._pq.compute_codes(np.ascontiguousarray(residuals, dtype=np.float32))
+        codes: np.ndarray = self.quantizer().compute_codes(np.ascontiguousarray(residuals, dtype=np.float32))
         return codes
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
-        """Shapes: uint8 (T, dim · nbits / 8) → float32 (T, dim)."""
-        groups = np.arange(self.centroids.shape[0])
-        out: np.ndarray = self.centroids[groups, codes].reshape(len(codes), self.dim)
+        """Shapes: uint8 (T, ⌈M · b / 8⌉) → float32 (T, dim)."""
+        out: np.ndarray = self.quantizer().decode(np.ascontiguousarray(codes, dtype=np.uint8))
         return out
 
 
@@ -207,9 +218,9 @@ def codec_from_table(table: np.ndarray) -> Codec:
     return ProductCodec(table) if table.ndim == 3 else ResidualCodec.from_table(table)
 
 
-def train_codec(kind: str, residuals: np.ndarray, nbits: int, seed: int) -> Codec:
+def train_codec(kind: str, residuals: np.ndarray, nbits: int, seed: int, id_bits: int = 16) -> Codec:
     """A codec of ``kind`` (one of :data:`CODECS`) trained on ``residuals``; ``"pq"`` falls back
-    to the scalar codec below :data:`PQ_MIN_ROWS` rows (too few for 256 centroids per group)."""
+    to the scalar codec below :data:`PQ_MIN_ROWS` rows (too few for its centroids per group)."""
     if kind == "pq" and len(residuals) >= PQ_MIN_ROWS:
-        return ProductCodec.train(residuals, nbits, seed)
+        return ProductCodec.train(residuals, nbits, seed, id_bits)
     return ResidualCodec.train(residuals, nbits, seed)

@@ -74,34 +74,41 @@ def test_codec_round_trip_error_is_bounded() -> None:
         ResidualCodec.train(r, nbits=2, seed=0).encode(r[:, :6])
 
 
-def test_product_codec_beats_scalar_buckets_at_the_same_bytes() -> None:
+def test_product_codec_fits_the_centroid_id_in_the_budget_and_beats_scalar_buckets() -> None:
     # residuals whose dimensions come in correlated pairs (as a centroid's residuals do): the
-    # product quantiser codes each pair jointly, the buckets each value alone
+    # product quantiser codes each group jointly, the buckets each value alone
     rng = np.random.default_rng(0)
-    base = rng.standard_normal((6_000, 8)).astype(np.float32)
-    r = np.repeat(base, 2, axis=1) + 0.3 * rng.standard_normal((6_000, 16)).astype(np.float32)
+    base = rng.standard_normal((6_000, 32)).astype(np.float32)
+    r = np.repeat(base, 2, axis=1) + 0.3 * rng.standard_normal((6_000, 64)).astype(np.float32)
     for nbits in (2, 4):
         pq = ProductCodec.train(r, nbits=nbits, seed=0)
         scalar = ResidualCodec.train(r, nbits=nbits, seed=0)
         codes = pq.encode(r)
-        # the same bytes per token: a byte per 8 / nbits dimensions
-        assert codes.shape == scalar.encode(r).shape == (6_000, 16 * nbits // 8)
-        assert pq.table.shape == (16 * nbits // 8, 256, 8 // nbits) and pq.nbits == nbits
+        groups = 64 * nbits // 8  # of 8 / nbits dimensions; 7 bits each leave 16 for the id
+        assert pq.bits == min(8, (64 * nbits - 16) // groups) == 7
+        assert pq.table.shape == (groups, 128, 8 // nbits)
+        assert codes.shape == (6_000, -(-groups * 7 // 8))  # bit-packed: 14 bytes at 2, 28 at 4
+        assert codes.shape[1] + 2 <= 64 * nbits // 8 == scalar.encode(r).shape[1]
         pq_error = float(np.mean((pq.decode(codes) - r) ** 2))
         scalar_error = float(np.mean((scalar.decode(scalar.encode(r)) - r) ** 2))
         assert pq_error < 0.8 * scalar_error, (nbits, pq_error, scalar_error)
-        # each code is its group's nearest centroid: no other codeword decodes closer
-        groups = r.reshape(6_000, -1, 8 // nbits)
-        distances = ((groups[:, :, None, :] - pq.table[None]) ** 2).sum(-1)  # (T, M, 256)
+        # unpacked (7 bits a group, least significant first), each code is its group's nearest
+        # centroid and decodes to it
+        bits = np.unpackbits(codes[:300], axis=1, bitorder="little")[:, : groups * 7].reshape(300, groups, 7)
+        index = (bits.astype(np.int64) << np.arange(7)).sum(-1)  # (300, groups)
+        sub = r[:300].reshape(300, groups, 8 // nbits)
+        distances = ((sub[:, :, None, :] - pq.table[None]) ** 2).sum(-1)  # (300, groups, 128)
         np.testing.assert_allclose(
-            distances.min(-1), np.take_along_axis(distances, codes[..., None], 2)[..., 0]
+            distances.min(-1), np.take_along_axis(distances, index[..., None], 2)[..., 0]
         )
+        expected = pq.table[np.arange(groups), index].reshape(300, 64)
+        np.testing.assert_array_equal(pq.decode(codes[:300]), expected)
         # read back from its table (as a loaded index does): the same class, codes and values
         again = codec_from_table(pq.table)
         assert isinstance(again, ProductCodec) and np.array_equal(again.encode(r), codes)
         assert np.array_equal(again.decode(codes), pq.decode(codes))
     assert isinstance(codec_from_table(scalar.table), ResidualCodec)
-    with pytest.raises(RkdError, match=r"at least 1024 token vectors, got dimension 16 and 1000"):
+    with pytest.raises(RkdError, match=r"and at least 1024 token vectors; got dimension 64 and 1000"):
         ProductCodec.train(r[:1000], nbits=2, seed=0)
 
 
@@ -113,20 +120,27 @@ def test_memory_by_the_byte(nbits: int, codec: str) -> None:
     index.build()
     t, nlist = len(docs.vectors), default_nlist(len(docs.vectors))
     assert t >= PQ_MIN_ROWS
-    # float32: a 256-entry codebook per group of 8 / nbits dimensions (256 · 32 floats in all),
-    # or cutoffs and bucket weights per dimension
-    table = 256 * 32 * 4 if codec == "pq" else 32 * (2 ** (nbits + 1) - 1) * 4
+    if codec == "pq":
+        # 32 dims in groups of 8 / nbits, each coded by the bits 2 bytes of id leave:
+        # 2 bits: 8 groups × 6 bits = 6 bytes; 4 bits: 16 × 7 = 14 bytes; float32 codebook
+        groups, bits = 32 * nbits // 8, {2: 6, 4: 7}[nbits]
+        residual, table = groups * bits // 8, groups * 2**bits * (8 // nbits) * 4
+    else:  # nbits per dimension, packed; float32 cutoffs and bucket weights per dimension
+        residual, table = 32 * nbits // 8, 32 * (2 ** (nbits + 1) - 1) * 4
     mem = index.memory()
     assert mem == {
-        "residuals": t * 32 * nbits // 8,  # nbits per dimension
+        "residuals": t * residual,
         "codes": 2 * t,  # one uint16 centroid id per token
-        "centroids": nlist * 32 * 4,
+        "centroids": nlist * 32 * 2,  # float16
         "codec": table,
         "lengths": 200 * 4,
-        "total": t * (32 * nbits // 8 + 2) + nlist * 128 + table + 800,
+        "total": t * (residual + 2) + nlist * 64 + table + 800,
         "fp16_vectors": t * 64,
     }
-    assert mem["residuals"] / mem["fp16_vectors"] == nbits / 16  # an eighth at 2 bits, a quarter at 4
+    # per token: an eighth (2 bits) or a quarter (4 bits) of float16 for residual and id together
+    # (product codec), for the residual alone (scalar)
+    per_token = (mem["residuals"] + mem["codes"]) if codec == "pq" else mem["residuals"]
+    assert per_token / mem["fp16_vectors"] == nbits / 16
     assert index.manifest["bytes"] == mem
     assert index.manifest["build"]["nlist"] == nlist and index.manifest["build"]["codec"] == codec
 
