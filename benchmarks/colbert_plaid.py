@@ -226,7 +226,7 @@ def main() -> None:
         "speed-up",
         f"recall of exact top-{args.k}",
         "memory / fp16",
-        "residuals / fp16",
+        "residual + id / fp16",
     ):
         table.add_column(col, justify="left" if col == "index" else "right")
     fp16 = len(docs.vectors) * docs.dim * 2
@@ -240,7 +240,8 @@ def main() -> None:
         "–",
     )
     lines = [
-        "| index | build s | QPS | speed-up | recall of exact top-10 | memory / fp16 | residuals / fp16 |",
+        "| index | build s | QPS | speed-up | recall of exact top-10 | memory / fp16 "
+        "| residual + id / fp16 |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     exact_qps = len(qids) / exact["search"]
@@ -269,13 +270,13 @@ def main() -> None:
                     row["run"] = row["index"].search(qids, queries, args.k)
                     row["search"] = time.perf_counter() - t0
                 cells = (
-                    f"plaid {nbits}-bit {codec}, ndocs {ndocs}",
+                    f"plaid {nbits}-bit {row['index'].manifest['build']['codec']}, ndocs {ndocs}",
                     f"{row['build']:.1f}",
                     f"{len(qids) / row['search']:.1f}",
                     f"{exact['search'] / row['search']:.2f}×",
                     f"{recall(row['run'], exact['run'], args.k):.4f}",
                     f"{mem['total'] / fp16:.3f}",
-                    f"{mem['residuals'] / fp16:.3f}",
+                    f"{(mem['residuals'] + mem['codes']) / fp16:.3f}",
                 )
                 table.add_row(*cells)
                 lines.append("| " + " | ".join(cells) + " |")

@@ -227,4 +227,4 @@ def test_clear_errors() -> None:
     with pytest.raises(RkdError, match=r"nprobe must be an integer >= 1, got 0"):
         PlaidIndex(nprobe=0)
     with pytest.raises(RkdError, match=r"2-bit residuals need a dimension divisible by 4, got 6"):
-        PlaidIndex(device="cpu").add(["b"], [np.ones((3, 6), dtype=np.float32)])
+        PlaidIndex(nbits=2, device="cpu").add(["b"], [np.ones((3, 6), dtype=np.float32)])
