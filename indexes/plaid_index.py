@@ -62,11 +62,11 @@ from retrieval_kd.indexes.maxsim_index import (
     token_vectors,
     torch_device,
 )
+from retrieval_kd.indexes.plaid_lists import CentroidLists
 from retrieval_kd.indexes.residual_codec import (
     CODECS,
     NBITS,
     Codec,
-    ProductCodec,
     codec_from_table,
     train_codec,
 )
@@ -89,11 +89,6 @@ def default_nlist(tokens: int) -> int:
         (4096, 64)
     """
     return int(min(tokens, 2 ** round(math.log2(max(1.0, 4 * math.sqrt(tokens))))))
-
-
-def codec_kind(codec: Codec) -> str:
-    """``"pq"`` or ``"scalar"``, as the ``codec`` option names ``codec``'s class."""
-    return "pq" if isinstance(codec, ProductCodec) else "scalar"
 
 
 class PlaidIndex(TokenIndex):
@@ -145,9 +140,7 @@ class PlaidIndex(TokenIndex):
         self.codec: Codec | None = None
         self.lengths = np.zeros(0, dtype=np.int32)
         self.normalized = True
-        self._ivf: tuple[np.ndarray, np.ndarray] | None = None  # (offsets (nlist+1,), doc positions)
-        self._offsets_cache: np.ndarray | None = None  # where each document's tokens start
-        self._entries_cache: tuple[Any, Any] | None = None  # IVF entries' (centroids, docs), torch
+        self._lists: CentroidLists | None = None  # derived from codes and lengths
         self.manifest = self.new_manifest(
             student_fingerprint, build=dict(self.build_options), search=dict(self.search_options)
         )
@@ -218,7 +211,7 @@ class PlaidIndex(TokenIndex):
                 int(opts["seed"]),
                 id_bits=16 if nlist <= 1 << 16 else 32,  # the centroid id's type below
             )
-            self.manifest["build"].update(nlist=nlist, codec=codec_kind(self.codec))
+            self.manifest["build"].update(nlist=nlist, codec=self.codec.kind)
         else:
             codes = self._assign(x)
         residuals = self.codec.encode(x - self.centroids[codes].astype(np.float32))
@@ -226,7 +219,7 @@ class PlaidIndex(TokenIndex):
         self.codes = np.concatenate([self.codes.astype(code_type), codes.astype(code_type)])
         self.residuals = np.concatenate([self.residuals.reshape(-1, residuals.shape[1]), residuals])
         self.lengths = np.concatenate([self.lengths, lengths])
-        self._ivf = self._offsets_cache = self._entries_cache = None
+        self._lists = None
         self.manifest["build_seconds"] = round(
             float(self.manifest.get("build_seconds", 0)) + time.perf_counter() - t0, 3
         )
@@ -253,30 +246,11 @@ class PlaidIndex(TokenIndex):
         }
         return {**parts, "total": sum(parts.values()), "fp16_vectors": int(len(self.codes) * self.dim * 2)}
 
-    def ivf(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per centroid, the positions of the documents with a token there.
-
-        Shapes: → offsets int64 (nlist + 1,), doc positions int32 (E,), list by list.
-        """
-        if self._ivf is None:
-            docs = np.repeat(np.arange(len(self.lengths), dtype=np.int64), self.lengths)
-            pairs = np.unique(self.codes.astype(np.int64) * len(self.lengths) + docs)  # sorted by centroid
-            counts = np.bincount(pairs // len(self.lengths), minlength=len(self.centroids))
-            self._ivf = (
-                np.concatenate([[0], np.cumsum(counts)]),
-                (pairs % len(self.lengths)).astype(np.int32),
-            )
-        return self._ivf
-
-    def _entries(self) -> tuple[Any, Any]:
-        """Every IVF entry's centroid and document, list by list, as torch int64 (E,) each."""
-        import torch
-
-        if self._entries_cache is None:
-            offsets, docs = self.ivf()
-            centroid = np.repeat(np.arange(len(self.centroids), dtype=np.int64), np.diff(offsets))
-            self._entries_cache = (torch.from_numpy(centroid), torch.from_numpy(docs.astype(np.int64)))
-        return self._entries_cache
+    def lists(self) -> CentroidLists:
+        """The IVF lists and token layout of the tokens encoded so far (derived, cached)."""
+        if self._lists is None:
+            self._lists = CentroidLists(self.codes, self.lengths, len(self.centroids))
+        return self._lists
 
     def decompress(self, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The approximate token vectors of documents ``docs`` (positions).
@@ -284,74 +258,32 @@ class PlaidIndex(TokenIndex):
         Shapes: docs (n,) → vectors float32 (T_docs, dim), lengths (n,).
         """
         assert self.codec is not None
-        rows = self._token_rows(docs)
+        rows = self.lists().token_rows(docs)
         x = self.centroids[self.codes[rows].astype(np.int64)].astype(np.float32)
         x += self.codec.decode(self.residuals[rows])
         if self.normalized:
             x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
         return x, self.lengths[docs]
 
-    def _token_rows(self, docs: np.ndarray) -> np.ndarray:
-        """Rows of the tokens of documents ``docs``, document by document."""
-        offsets = self._offsets()
-        lens = self.lengths[docs].astype(np.int64)
-        starts = np.repeat(offsets[docs] - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens)
-        rows: np.ndarray = starts + np.arange(int(lens.sum()))
-        return rows
-
-    def _offsets(self) -> np.ndarray:
-        if self._offsets_cache is None:
-            self._offsets_cache = np.concatenate([[0], np.cumsum(self.lengths, dtype=np.int64)])
-        return self._offsets_cache
-
     # -- searching -----------------------------------------------------------------------------
-
-    def _interaction(self, scores: np.ndarray, docs: np.ndarray) -> np.ndarray:
-        """Approximate MaxSim of documents ``docs`` from centroid scores: per query token the best
-        centroid among each document's tokens, summed.
-
-        Shapes: scores (Lq, nlist), docs (n,) → (n,).
-        """
-        rows = self._token_rows(docs)
-        lens = self.lengths[docs].astype(np.int64)
-        per_token = scores[:, self.codes[rows].astype(np.int64)]  # (Lq, T_docs)
-        best = np.maximum.reduceat(per_token, np.concatenate([[0], np.cumsum(lens)[:-1]]), axis=1)
-        out: np.ndarray = best.sum(axis=0)
-        return out
 
     def _candidates(self, q: np.ndarray, k: int) -> np.ndarray:
         """PLAID stages 1–3 for one query: the document positions to decompress.
 
         Shapes: q (Lq, dim) → (≤ max(k, ndocs / 4),).
         """
-        import torch
-
         opts = self.search_options
+        lists = self.lists()
         scores = q @ self.centroids.astype(np.float32).T  # (Lq, nlist); float16 kept, upcast per query
-        offsets, ivf_docs = self.ivf()
-        nprobe = min(int(opts["nprobe"]), len(self.centroids))
-        probed = np.unique(np.argpartition(-scores, nprobe - 1, axis=1)[:, :nprobe])
-        cand = np.unique(np.concatenate([ivf_docs[offsets[c] : offsets[c + 1]] for c in probed]))
+        cand = lists.probe(scores, int(opts["nprobe"]))
         ndocs = int(opts["ndocs"])
         if len(cand) > ndocs:
-            # stage 2: only centroids some query token scores at least the threshold count. Rows
-            # of (nlist, Lq) scores are gathered per IVF entry and max-reduced per document: one
-            # contiguous row per entry, 2.4x faster here than gathering (Lq, E) columns
-            by_centroid = torch.from_numpy(np.ascontiguousarray(scores.T))  # (nlist, Lq)
-            kept = by_centroid.max(dim=1).values >= float(opts["centroid_threshold"])
-            entry_centroid, entry_doc = self._entries()
-            chosen = kept[entry_centroid]
-            rows = by_centroid.index_select(0, entry_centroid[chosen])  # (E, Lq)
-            approx = torch.zeros(len(self.lengths), scores.shape[0])  # (N, Lq); a pruned centroid counts 0
-            index = entry_doc[chosen][:, None].expand(-1, scores.shape[0])
-            approx.scatter_reduce_(0, index, rows, "amax")
-            total = approx.sum(dim=1).numpy()[cand]
+            total = lists.pruned_interaction(scores, float(opts["centroid_threshold"]))[cand]
             cand = cand[np.argpartition(-total, ndocs - 1)[:ndocs]]
         keep = max(k, ndocs // 4)
         if len(cand) > keep:
-            # stage 3: full centroid interaction
-            approx3 = self._interaction(scores, cand)
-            cand = cand[np.argpartition(-approx3, keep - 1)[:keep]]
+            approx = lists.interaction(scores, cand)
+            cand = cand[np.argpartition(-approx, keep - 1)[:keep]]
         return np.sort(cand)
 
     def search(self, query_ids: Sequence[str], query_reps: Any, k: int) -> Run:
@@ -415,7 +347,7 @@ class PlaidIndex(TokenIndex):
         self = cls(str(manifest.get("student_fingerprint", "")), device, **{**saved, **search_options})
         self.centroids, self.codes, self.residuals = arrays["centroids"], arrays["codes"], arrays["residuals"]
         self.codec, self.lengths = codec_from_table(arrays["codec"]), arrays["lengths"].astype(np.int32)
-        self.build_options["codec"] = codec_kind(self.codec)  # indexes saved before "pq": scalar
+        self.build_options["codec"] = self.codec.kind  # indexes saved before "pq": scalar
         tokens = int(self.lengths.sum())
         if len(self.lengths) != len(doc_ids) or not tokens == len(self.codes) == len(self.residuals):
             raise DataError(

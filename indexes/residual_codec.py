@@ -47,6 +47,8 @@ class ResidualCodec:
         ([[228]], [[-2.0, -0.5, 0.5, 2.0]])
     """
 
+    kind = "scalar"  # the PlaidIndex ``codec`` option that names it
+
     def __init__(self, cutoffs: np.ndarray, weights: np.ndarray) -> None:
         # one row shared by every dimension (the 1-D layout) or a row per dimension
         self.cutoffs = np.atleast_2d(np.asarray(cutoffs, dtype=np.float32))
@@ -141,6 +143,8 @@ class ProductCodec:
         ([[1, 1]], [[1.0, -1.0, 2.0, -2.0]])
     """
 
+    kind = "pq"  # the PlaidIndex ``codec`` option that names it
+
     def __init__(self, centroids: np.ndarray) -> None:
         self.centroids = np.ascontiguousarray(centroids, dtype=np.float32)
         m, ksub, dsub = self.centroids.shape if self.centroids.ndim == 3 else (0, 0, 0)
@@ -189,8 +193,7 @@ class ProductCodec:
         import faiss
 
         if self._pq is None:
-            m, ksub, _ = self.centroids.shape
-            self._pq = faiss.ProductQuantizer(self.dim, m, ksub.bit_length() - 1)
+            self._pq = faiss.ProductQuantizer(self.dim, len(self.centroids), self.bits)
             faiss.copy_array_to_vector(self.centroids.ravel(), self._pq.centroids)
         return self._pq
 

@@ -13,6 +13,7 @@ from retrieval_kd.errors import RkdError
 from retrieval_kd.indexes import load_index
 from retrieval_kd.indexes.maxsim_index import MaxSimIndex
 from retrieval_kd.indexes.plaid_index import PlaidIndex, default_nlist
+from retrieval_kd.indexes.plaid_lists import CentroidLists
 from retrieval_kd.indexes.residual_codec import PQ_MIN_ROWS, ProductCodec, ResidualCodec, codec_from_table
 from retrieval_kd.students.maxsim import TokenVectors
 
@@ -152,6 +153,29 @@ def test_too_few_tokens_for_product_quantisation_use_the_scalar_codec() -> None:
     index.add([f"d{i}" for i in range(20)], docs)
     index.build()
     assert isinstance(index.codec, ResidualCodec) and index.manifest["build"]["codec"] == "scalar"
+
+
+def test_centroid_stages_against_a_loop_over_documents() -> None:
+    rng = np.random.default_rng(4)
+    lengths = rng.integers(1, 9, 40)
+    codes = rng.integers(0, 16, int(lengths.sum()))
+    scores = rng.uniform(-1, 1, (5, 16)).astype(np.float32)  # 5 query tokens × 16 centroids
+    lists = CentroidLists(codes, lengths, nlist=16)
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    own = [codes[starts[d] : starts[d + 1]] for d in range(40)]  # each document's centroids
+    # stage 1: the documents holding one of each query token's 2 best centroids
+    best2 = {int(c) for row in scores for c in np.argsort(-row)[:2]}
+    assert lists.probe(scores, 2).tolist() == [d for d in range(40) if best2 & set(own[d].tolist())]
+    # stage 3: per query token the best of the document's centroids, summed
+    expected = [scores[:, own[d]].max(axis=1).sum() for d in range(40)]
+    np.testing.assert_allclose(lists.interaction(scores, np.arange(40)), expected, rtol=1e-6)
+    # stage 2: the same with centroids no query token scores 0.5 counted as 0 (so is a lower max)
+    kept = scores.max(axis=0) >= 0.5
+    pruned = [
+        np.maximum(np.where(kept[own[d]], scores[:, own[d]], 0).max(axis=1), 0).sum() for d in range(40)
+    ]
+    np.testing.assert_allclose(lists.pruned_interaction(scores, 0.5), pruned, rtol=1e-6)
+    assert kept.sum() < 16 and not np.allclose(pruned, expected)
 
 
 def test_agrees_with_exact_maxsim_and_exhaustive_is_exact_over_the_decompressed() -> None:
