@@ -116,10 +116,11 @@ def test_nproc_errors_and_exit_status(tmp_path: Path, monkeypatch: pytest.Monkey
     args = ["train", str(tmp_path / "missing.toml"), "--candidates", "c", "--scores", "s", "-o", "o"]
     low = CliRunner().invoke(app, [*args, "--nproc", "0"])
     assert low.exit_code == 2 and "--nproc" in low.output
-    # every rank fails on the missing recipe (exit 2): the launcher passes the status on
+    # the ranks fail on the missing recipe (exit 2): the launcher passes the status on
     failed = rkd(*args, "--nproc", "2")
     assert failed.returncode == 2, failed.stderr
-    assert failed.stderr.count("missing.toml") >= 2  # one line per rank
+    # the first rank to fail says which file; the launcher may stop the other before it says so
+    assert failed.stderr.count("no such config file") >= 1
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
     nested = CliRunner().invoke(app, [*args, "--nproc", "2"])
