@@ -99,9 +99,10 @@ def save_arrays(
 
 
 def load_arrays(
-    path: Path, kind: str, data_file: str, names: Sequence[str]
+    path: Path, kind: str, data_file: str, names: Sequence[str], optional: Sequence[str] = ()
 ) -> tuple[dict[str, Any], list[str], dict[str, np.ndarray]]:
-    """The manifest, doc ids and the named arrays of a folder written by :func:`save_arrays`.
+    """The manifest, doc ids and the named arrays of a folder written by :func:`save_arrays`
+    (and those of ``optional`` it holds).
 
     Raises:
         DataError: naming the file when it is unreadable or lacks an array.
@@ -112,7 +113,7 @@ def load_arrays(
             missing = [n for n in names if n not in npz.files]
             if missing:
                 raise DataError(f"{path / data_file}: no array(s) {missing}; rebuild the index")
-            arrays = {n: npz[n] for n in names}
+            arrays = {n: npz[n] for n in [*names, *optional] if n in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile) as e:
         raise DataError(f"{path / data_file}: unreadable ({e})") from None
     if manifest.get("count") != len(doc_ids):

@@ -67,7 +67,7 @@ from retrieval_kd.indexes.residual_codec import (
     CODECS,
     NBITS,
     Codec,
-    codec_from_table,
+    codec_from_arrays,
     train_codec,
 )
 from retrieval_kd.types import Run
@@ -75,10 +75,12 @@ from retrieval_kd.types import Run
 logger = logging.getLogger(__name__)
 
 BUILD = {"nbits": 4, "codec": "pq", "nlist": None, "kmeans_iters": 8, "kmeans_sample": 64, "seed": 1234}
-# chosen on the SciFact dev carve with a distilled ColBERT student: 4 bits and ndocs 1024 are the
-# first settings whose recall of exact MaxSim's top 10 passes 0.95 (BENCHMARKS.md, "ColBERT")
-SEARCH = {"nprobe": 4, "centroid_threshold": 0.45, "ndocs": 1024}
+# chosen on the SciFact dev carve with a distilled ColBERT student: 4 bits, and the smallest ndocs
+# whose recall of exact MaxSim's top 10 clears 0.95 by the 0.016 that test fell below dev at the
+# last reading (0.968 at 1536, 1.26x exact's speed; BENCHMARKS.md, "ColBERT")
+SEARCH = {"nprobe": 4, "centroid_threshold": 0.45, "ndocs": 1536}
 ARRAYS = ("centroids", "codes", "residuals", "codec", "lengths")
+CODEC_ARRAYS = ("codec_1", "codec_dims")  # a product codec of two bit widths
 
 
 def default_nlist(tokens: int) -> int:
@@ -204,14 +206,20 @@ class PlaidIndex(TokenIndex):
             self.centroids = np.ascontiguousarray(kmeans.centroids, dtype=np.float16)
             codes = self._assign(x)
             sample = np.random.default_rng(int(opts["seed"])).permutation(len(x))[: 1 << 16]
+            nbits, groups = int(opts["nbits"]), self.dim * int(opts["nbits"]) // 8
+            # what the index stores besides codes and ids, per token: centroids, lengths and at
+            # most a codebook of 8-bit groups (float32, plus its dims)
+            other = self.centroids.nbytes + 4 * len(lengths) + groups * 256 * (8 // nbits) * 4 + 2 * self.dim
             self.codec = train_codec(
                 str(opts["codec"]),
                 x[sample] - self.centroids[codes[sample]].astype(np.float32),
-                int(opts["nbits"]),
+                nbits,
                 int(opts["seed"]),
                 id_bits=16 if nlist <= 1 << 16 else 32,  # the centroid id's type below
+                overhead_bits=8 * other / len(x),
             )
             self.manifest["build"].update(nlist=nlist, codec=self.codec.kind)
+            self.manifest["codec_groups"] = self.codec.layout  # groups per code width (not an option)
         else:
             codes = self._assign(x)
         residuals = self.codec.encode(x - self.centroids[codes].astype(np.float32))
@@ -241,7 +249,7 @@ class PlaidIndex(TokenIndex):
             "residuals": int(self.residuals.nbytes),
             "codes": int(self.codes.nbytes),
             "centroids": int(self.centroids.nbytes),
-            "codec": int(self.codec.table.nbytes),
+            "codec": self.codec.nbytes,
             "lengths": int(self.lengths.nbytes),
         }
         return {**parts, "total": sum(parts.values()), "fp16_vectors": int(len(self.codes) * self.dim * 2)}
@@ -332,8 +340,8 @@ class PlaidIndex(TokenIndex):
             "centroids": self.centroids,
             "codes": self.codes,
             "residuals": self.residuals,
-            "codec": self.codec.table,
             "lengths": self.lengths,
+            **self.codec.arrays(),
         }
         save_arrays(path, "plaid.npz", arrays, self._ids.ids, self.manifest)
         self.path = path
@@ -342,11 +350,11 @@ class PlaidIndex(TokenIndex):
     def load(cls, path: Path, device: str = "auto", **search_options: Any) -> PlaidIndex:
         """Reads a folder written by :meth:`save`; ``search_options`` override the saved ones."""
         path = Path(path)
-        manifest, doc_ids, arrays = load_arrays(path, cls.kind, "plaid.npz", ARRAYS)
+        manifest, doc_ids, arrays = load_arrays(path, cls.kind, "plaid.npz", ARRAYS, CODEC_ARRAYS)
         saved = {**dict(manifest.get("build") or {}), **dict(manifest.get("search") or {})}
         self = cls(str(manifest.get("student_fingerprint", "")), device, **{**saved, **search_options})
         self.centroids, self.codes, self.residuals = arrays["centroids"], arrays["codes"], arrays["residuals"]
-        self.codec, self.lengths = codec_from_table(arrays["codec"]), arrays["lengths"].astype(np.int32)
+        self.codec, self.lengths = codec_from_arrays(arrays), arrays["lengths"].astype(np.int32)
         self.build_options["codec"] = self.codec.kind  # indexes saved before "pq": scalar
         tokens = int(self.lengths.sum())
         if len(self.lengths) != len(doc_ids) or not tokens == len(self.codes) == len(self.residuals):

@@ -103,14 +103,33 @@ class CentroidLists:
         out: np.ndarray = approx.sum(dim=1).numpy()
         return out
 
+    @cached_property
+    def doc_centroids(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per document, its distinct centroids (a token's repeats counted once: MaxSim takes a
+        maximum, so they add nothing to stage 3).
+
+        Shapes: → offsets int64 (N + 1,), centroid ids int64 (D,), document by document.
+        """
+        n = len(self.lengths)
+        docs = np.repeat(np.arange(n, dtype=np.int64), self.lengths)
+        pairs = np.unique(docs * self.nlist + self.codes.astype(np.int64))  # sorted by document
+        counts = np.bincount(pairs // self.nlist, minlength=n)
+        return np.concatenate([[0], np.cumsum(counts)]), pairs % self.nlist
+
     def interaction(self, scores: np.ndarray, docs: np.ndarray) -> np.ndarray:
         """Stage 3: approximate MaxSim of documents ``docs`` from centroid scores: per query token
-        the best centroid among each document's tokens, summed.
+        the best centroid among each document's tokens, summed. Contiguous (Lq,) rows of centroid
+        scores are gathered per distinct (document, centroid), as in stage 2.
 
         Shapes: scores (Lq, nlist), docs (n,) → (n,).
         """
-        lens = self.lengths[docs].astype(np.int64)
-        per_token = scores[:, self.codes[self.token_rows(docs)].astype(np.int64)]  # (Lq, T_docs)
-        best = np.maximum.reduceat(per_token, np.concatenate([[0], np.cumsum(lens)[:-1]]), axis=1)
-        out: np.ndarray = best.sum(axis=0)
+        offsets, centroids = self.doc_centroids
+        starts, ends = offsets[docs], offsets[docs + 1]
+        lens = ends - starts
+        first = np.concatenate([[0], np.cumsum(lens)[:-1]])  # each document's first row below
+        rows = np.repeat(starts - first, lens) + np.arange(int(lens.sum()))
+        by_centroid = np.ascontiguousarray(scores.T)  # (nlist, Lq)
+        per_entry = by_centroid[centroids[rows]]  # (D_docs, Lq)
+        best = np.maximum.reduceat(per_entry, first, axis=0)
+        out: np.ndarray = best.sum(axis=1)
         return out

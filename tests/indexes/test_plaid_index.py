@@ -14,7 +14,14 @@ from retrieval_kd.indexes import load_index
 from retrieval_kd.indexes.maxsim_index import MaxSimIndex
 from retrieval_kd.indexes.plaid_index import PlaidIndex, default_nlist
 from retrieval_kd.indexes.plaid_lists import CentroidLists
-from retrieval_kd.indexes.residual_codec import PQ_MIN_ROWS, ProductCodec, ResidualCodec, codec_from_table
+from retrieval_kd.indexes.residual_codec import (
+    PQ_MIN_ROWS,
+    ProductCodec,
+    ResidualCodec,
+    codec_from_arrays,
+    codec_from_table,
+    wide_groups,
+)
 from retrieval_kd.students.maxsim import TokenVectors
 
 EXHAUSTIVE = {"nprobe": 10_000, "centroid_threshold": -1e9, "ndocs": 10_000}
@@ -113,6 +120,62 @@ def test_product_codec_fits_the_centroid_id_in_the_budget_and_beats_scalar_bucke
         ProductCodec.train(r[:1000], nbits=2, seed=0)
 
 
+def test_wide_groups_take_the_bits_left_over_on_the_highest_variance_dimensions() -> None:
+    # 64 dims at 4 bits: 32 groups of 2 at 7 bits leave 256 - 16 - 224 = 16 bits; with 6 bits of
+    # overhead per token, 8 groups can take 8 bits (8 + 21 bytes = 232 bits <= 234)
+    assert wide_groups(32, 7, 256 - 16 - 6) == 8 and wide_groups(32, 7, 256 - 16 - 17) == 0
+    rng = np.random.default_rng(1)
+    spread = np.linspace(0.5, 1.5, 64)[rng.permutation(64)]  # every dimension its own variance
+    r = (rng.standard_normal((10_000, 64)) * spread).astype(np.float32)
+    uniform = ProductCodec.train(r, nbits=4, seed=0)
+    wide = ProductCodec.train(r, nbits=4, seed=0, overhead_bits=6.0)
+    assert len(uniform.books) == 1 and [b.shape for b in wide.books] == [(8, 256, 2), (24, 128, 2)]
+    # the 8-bit groups cover the 16 dimensions of largest variance, in dimension order
+    assert wide.dims[:16].tolist() == sorted(np.argsort(-spread)[:16].tolist())
+    codes = wide.encode(r)
+    assert codes.shape == (10_000, 8 + 21) and 8 * codes.shape[1] + 16 + 6 <= 256
+    # decoding is a gather from each codebook: 8 bytes of 8-bit codes, then 7-bit codes packed
+    hi = wide.books[0][np.arange(8), codes[:, :8].astype(np.int64)].reshape(-1, 16)
+    np.testing.assert_array_equal(wide.decode(codes)[:, wide.dims[:16]], hi)
+    bits = np.unpackbits(codes[:, 8:], axis=1, bitorder="little")[:, : 24 * 7].reshape(-1, 24, 7)
+    lo = wide.books[1][np.arange(24), (bits.astype(np.int64) << np.arange(7)).sum(-1)].reshape(-1, 48)
+    np.testing.assert_array_equal(wide.decode(codes)[:, wide.dims[16:]], lo)
+    # the shift-and-gather decoder gives what faiss's own decoder gives
+    for codec in (uniform, wide):
+        np.testing.assert_array_equal(
+            codec.decode(codec.encode(r[:2_000])), codec._decode_faiss(codec.encode(r[:2_000]))
+        )
+    error = {c: float(np.mean((c.decode(c.encode(r)) - r) ** 2)) for c in (uniform, wide)}
+    assert error[wide] < 0.9 * error[uniform], error
+    # saved as arrays and read back: the same codes and values
+    again = codec_from_arrays(wide.arrays())
+    assert sorted(wide.arrays()) == ["codec", "codec_1", "codec_dims"]
+    assert np.array_equal(again.encode(r[:500]), codes[:500])
+    assert np.array_equal(again.decode(codes), wide.decode(codes))
+    assert sorted(uniform.arrays()) == ["codec"] and codec_from_arrays(uniform.arrays()).bits == 7
+
+
+def test_a_large_index_widens_groups_and_stays_within_a_quarter_of_fp16(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((100_000, 64)).astype(np.float32)
+    docs = TokenVectors(x / np.linalg.norm(x, axis=1, keepdims=True), np.full(1_000, 100))
+    index = PlaidIndex(nbits=4, nlist=16, device="cpu")
+    index.add([f"d{i}" for i in range(1_000)], docs)
+    index.build()
+    assert isinstance(index.codec, ProductCodec)
+    assert index.manifest["codec_groups"] == {"8": 8, "7": 24}  # 5.7 bits of overhead a token
+    mem = index.memory()
+    # within the bound, and one more code byte a token would not be
+    assert mem["total"] <= mem["fp16_vectors"] / 4 < mem["total"] + 100_000
+    assert mem["codec"] == index.codec.nbytes and mem["residuals"] == 100_000 * (8 + 21)
+    index.save(tmp_path / "idx")
+    again = load_index(tmp_path / "idx")
+    assert isinstance(again, PlaidIndex) and isinstance(again.codec, ProductCodec)
+    assert np.array_equal(again.codec.dims, index.codec.dims)
+    rows = np.arange(50)
+    np.testing.assert_array_equal(again.decompress(rows)[0], index.decompress(rows)[0])
+
+
 @pytest.mark.parametrize(("nbits", "codec"), [(2, "pq"), (4, "pq"), (2, "scalar"), (4, "scalar")])
 def test_memory_by_the_byte(nbits: int, codec: str) -> None:
     docs, _ = clustered(200, 32, 1)
@@ -144,6 +207,9 @@ def test_memory_by_the_byte(nbits: int, codec: str) -> None:
     assert per_token / mem["fp16_vectors"] == nbits / 16
     assert index.manifest["bytes"] == mem
     assert index.manifest["build"]["nlist"] == nlist and index.manifest["build"]["codec"] == codec
+    # too few tokens to spread a wider codebook over: every group at the uniform width
+    groups = {("pq", 2): {"6": 8}, ("pq", 4): {"7": 16}}.get((codec, nbits), {str(nbits): 32})
+    assert index.manifest["codec_groups"] == groups
 
 
 def test_too_few_tokens_for_product_quantisation_use_the_scalar_codec() -> None:
