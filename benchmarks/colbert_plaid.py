@@ -345,6 +345,12 @@ def plot(points: list[tuple[int, float, float]], path: Path, nbits: int) -> None
     b.semilogx(tokens, plaid / exact, "s-", color="C1")
     b.axhline(1.0, color="grey", lw=0.8)
     b.set(xlabel="token vectors in the corpus", ylabel="speed-up over exact", title="PLAID / exact")
+    labels = [f"{t / 1e6:.2f}M" if t >= 1e6 else f"{t / 1e3:.0f}k" for t in tokens]
+    for ax in (a, b):  # the measured sizes as ticks, not overlapping powers of ten
+        ax.set_xticks(tokens, labels)
+        ax.minorticks_off()
+    a.set_yticks([1, 2, 5, 10, 20], ["1", "2", "5", "10", "20"])
+    a.set_ylim(min(exact.min(), plaid.min()) * 0.8, max(exact.max(), plaid.max()) * 1.25)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
