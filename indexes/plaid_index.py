@@ -63,6 +63,7 @@ from retrieval_kd.indexes.maxsim_index import (
     torch_device,
 )
 from retrieval_kd.indexes.plaid_lists import CentroidLists
+from retrieval_kd.indexes.product_codec import ProductCodec
 from retrieval_kd.indexes.residual_codec import (
     CODECS,
     NBITS,
@@ -206,10 +207,9 @@ class PlaidIndex(TokenIndex):
             self.centroids = np.ascontiguousarray(kmeans.centroids, dtype=np.float16)
             codes = self._assign(x)
             sample = np.random.default_rng(int(opts["seed"])).permutation(len(x))[: 1 << 16]
-            nbits, groups = int(opts["nbits"]), self.dim * int(opts["nbits"]) // 8
-            # what the index stores besides codes and ids, per token: centroids, lengths and at
-            # most a codebook of 8-bit groups (float32, plus its dims)
-            other = self.centroids.nbytes + 4 * len(lengths) + groups * 256 * (8 // nbits) * 4 + 2 * self.dim
+            nbits = int(opts["nbits"])
+            # what the index stores besides codes and ids: centroids, lengths, at most this codebook
+            other = self.centroids.nbytes + 4 * len(lengths) + ProductCodec.table_bytes_bound(self.dim, nbits)
             self.codec = train_codec(
                 str(opts["codec"]),
                 x[sample] - self.centroids[codes[sample]].astype(np.float32),

@@ -14,14 +14,8 @@ from retrieval_kd.indexes import load_index
 from retrieval_kd.indexes.maxsim_index import MaxSimIndex
 from retrieval_kd.indexes.plaid_index import PlaidIndex, default_nlist
 from retrieval_kd.indexes.plaid_lists import CentroidLists
-from retrieval_kd.indexes.residual_codec import (
-    PQ_MIN_ROWS,
-    ProductCodec,
-    ResidualCodec,
-    codec_from_arrays,
-    codec_from_table,
-    wide_groups,
-)
+from retrieval_kd.indexes.product_codec import PQ_MIN_ROWS, ProductCodec, wide_groups
+from retrieval_kd.indexes.residual_codec import ResidualCodec, codec_from_arrays, codec_from_table
 from retrieval_kd.students.maxsim import TokenVectors
 
 EXHAUSTIVE = {"nprobe": 10_000, "centroid_threshold": -1e9, "ndocs": 10_000}
