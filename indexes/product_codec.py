@@ -135,7 +135,7 @@ class ProductCodec:
     @property
     def bits(self) -> int:
         """The widest groups' code width."""
-        return max(b.shape[1].bit_length() - 1 for b in self.books)
+        return max(int(b.shape[1]).bit_length() - 1 for b in self.books)
 
     @property
     def table(self) -> np.ndarray:
