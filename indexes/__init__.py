@@ -27,6 +27,7 @@ INDEXES: Registry[IndexClass] = Registry(
         "seismic": "retrieval_kd.indexes.seismic_index:SeismicIndex",
         "maxsim": "retrieval_kd.indexes.maxsim_index:MaxSimIndex",
         "plaid": "retrieval_kd.indexes.plaid_index:PlaidIndex",
+        "fast-plaid": "retrieval_kd.indexes.fast_plaid_index:FastPlaidIndex",
     },
 )
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 
@@ -89,25 +92,80 @@ def score_pairs(
     todo = sorted(store.missing(sorted(mine)), key=lambda p: (len(query_text[p[0]]) + len(doc_text[p[1]]), p))
 
     phases = phases if phases is not None else Phases()
-    for start in range(0, len(todo), batch_size):
-        batch = todo[start : start + batch_size]
-        with phases.span("compute"):
-            raw = teacher.score([query_text[q] for q, _ in batch], [doc_text[d] for _, d in batch])
-        scores = np.asarray(raw, dtype=np.float32)
-        if scores.shape != (len(batch),):
-            raise RkdError(
-                f"teacher {fingerprint!r} returned scores of shape {scores.shape} for a batch "
-                f"of {len(batch)} pairs starting at (query {batch[0][0]!r}, doc {batch[0][1]!r})"
-            )
-        bad = np.flatnonzero(~np.isfinite(scores))
-        if bad.size:
-            q, d = batch[int(bad[0])]
-            raise RkdError(
-                f"teacher {fingerprint!r} returned a non-finite score {scores[bad[0]]} for pair "
-                f"(query {q!r}, doc {d!r}); none of this batch of {len(batch)} was stored"
-            )
-        with phases.span("write"):
-            store.add(batch, scores)
-        if progress is not None:
-            progress(len(batch))
+    batches = [todo[start : start + batch_size] for start in range(0, len(todo), batch_size)]
+    with _Prefetch(teacher, query_text, doc_text, batches, phases) as ahead:
+        for i, batch in enumerate(batches):
+            with phases.span("compute"):
+                raw = ahead.score(i)
+            _store_batch(store, fingerprint, batch, raw, phases)
+            if progress is not None:
+                progress(len(batch))
     return len(todo)
+
+
+class _Prefetch:
+    """Scores batch ``i`` while the next one is prepared in a thread, for a teacher that splits
+    its work into ``prepare`` (tokenizing, padding: CPU) and ``score_prepared`` (forward passes):
+    the tokenizer runs in Rust without the GIL and CUDA kernels run asynchronously, so the two
+    overlap, which neither sentence-transformers nor a DataLoader does for a stream of stored
+    parts. Other teachers are called with ``score``. Time spent waiting for a batch to be ready
+    is recorded as ``tokenize`` (inside the ``compute`` span, from which the scoring stage
+    takes it apart)."""
+
+    def __init__(
+        self,
+        teacher: Teacher,
+        query_text: Mapping[str, str],
+        doc_text: Mapping[str, str],
+        batches: list[list[Pair]],
+        phases: Phases,
+    ) -> None:
+        self.teacher, self.batches, self.phases = teacher, batches, phases
+        self.texts = lambda b: ([query_text[q] for q, _ in b], [doc_text[d] for _, d in b])
+        prepare, run = getattr(teacher, "prepare", None), getattr(teacher, "score_prepared", None)
+        self.split = callable(prepare) and callable(run)
+        self.pool: ThreadPoolExecutor | None = None
+        self.pending: Future[Any] | None = None
+
+    def __enter__(self) -> _Prefetch:
+        if self.split and self.batches:
+            self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rkd-prepare")
+            self.pending = self.pool.submit(self.teacher.prepare, *self.texts(self.batches[0]))  # type: ignore[attr-defined]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def score(self, i: int) -> Any:
+        if self.pool is None or self.pending is None:
+            return self.teacher.score(*self.texts(self.batches[i]))
+        started = time.perf_counter()
+        prepared = self.pending.result()
+        self.phases.add("tokenize", time.perf_counter() - started)
+        nxt = i + 1
+        self.pending = (
+            self.pool.submit(self.teacher.prepare, *self.texts(self.batches[nxt]))  # type: ignore[attr-defined]
+            if nxt < len(self.batches)
+            else None
+        )
+        return self.teacher.score_prepared(prepared)  # type: ignore[attr-defined]
+
+
+def _store_batch(store: ScoreStore, fingerprint: str, batch: list[Pair], raw: Any, phases: Phases) -> None:
+    """Checks one batch's scores and stores them as a part (nothing of a bad batch is stored)."""
+    scores = np.asarray(raw, dtype=np.float32)
+    if scores.shape != (len(batch),):
+        raise RkdError(
+            f"teacher {fingerprint!r} returned scores of shape {scores.shape} for a batch "
+            f"of {len(batch)} pairs starting at (query {batch[0][0]!r}, doc {batch[0][1]!r})"
+        )
+    bad = np.flatnonzero(~np.isfinite(scores))
+    if bad.size:
+        q, d = batch[int(bad[0])]
+        raise RkdError(
+            f"teacher {fingerprint!r} returned a non-finite score {scores[bad[0]]} for pair "
+            f"(query {q!r}, doc {d!r}); none of this batch of {len(batch)} was stored"
+        )
+    with phases.span("write"):
+        store.add(batch, scores)

@@ -33,6 +33,7 @@ KINDS = {
     "lucene-impact": ("splade", "pyserini"),
     "maxsim": ("colbert", None),
     "plaid": ("colbert", None),
+    "fast-plaid": ("colbert", "fast_plaid"),
 }
 
 
