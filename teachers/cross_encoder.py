@@ -133,7 +133,7 @@ class CrossEncoderTeacher:
             self._assembler = self._make_assembler(queries, passages)
         if self._assembler is None:
             return (list(queries), list(passages))
-        return self._batches(self._assembler.pairs(queries, passages))
+        return self._batches(queries, passages)
 
     def score_prepared(self, prepared: Any) -> np.ndarray:
         """Raw logits of what :meth:`prepare` returned, in its pairs' order."""
@@ -163,35 +163,27 @@ class CrossEncoderTeacher:
             return None
         return assembler
 
-    def _batches(self, inputs: list[tuple[list[int], list[int]]]) -> list[tuple[np.ndarray, dict[str, Any]]]:
+    def _batches(
+        self, queries: Sequence[str], passages: Sequence[str]
+    ) -> list[tuple[np.ndarray, dict[str, Any]]]:
         """(pair positions, padded features) per token-budget batch of length-sorted pairs."""
         import torch
 
-        from retrieval_kd.teachers.pair_tokens import budget_batches
-
-        tokens = self.batch_size * self.max_length
-        batches = budget_batches([len(ids) for ids, _ in inputs], tokens, max_pairs=16 * self.batch_size)
         pad = self.model.tokenizer.pad_token_id or 0
         with_types = "token_type_ids" in getattr(self.model.tokenizer, "model_input_names", ())
         pin = self.device.startswith("cuda")
         out = []
-        for batch in batches:
-            width = max(len(inputs[i][0]) for i in batch)
-            ids = np.full((len(batch), width), pad, dtype=np.int64)
-            types = np.zeros((len(batch), width), dtype=np.int64)
-            mask = np.zeros((len(batch), width), dtype=np.int64)
-            for row, i in enumerate(batch):
-                pair_ids, pair_types = inputs[i]
-                ids[row, : len(pair_ids)] = pair_ids
-                types[row, : len(pair_types)] = pair_types
-                mask[row, : len(pair_ids)] = 1
+        tokens = self.batch_size * self.max_length
+        for rows, ids, types, mask in self._assembler.batches(
+            queries, passages, tokens, 16 * self.batch_size, pad
+        ):
             arrays = {"input_ids": ids, "attention_mask": mask}
             if with_types:
                 arrays["token_type_ids"] = types
             features = {k: torch.from_numpy(v) for k, v in arrays.items()}
             if pin:
                 features = {k: v.pin_memory() for k, v in features.items()}
-            out.append((np.asarray(batch, dtype=np.int64), features))
+            out.append((rows, features))
         return out
 
     def _forward(self, batches: list[tuple[np.ndarray, dict[str, Any]]]) -> np.ndarray:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch import Tensor
 
 
@@ -24,6 +25,63 @@ def embed(model: Any, texts: Sequence[str]) -> Tensor:
     features = {k: v.to(model.device) if isinstance(v, Tensor) else v for k, v in features.items()}
     out: Tensor = model(features)["sentence_embedding"]
     return out
+
+
+ENCODE_CHUNK = 8192  # texts tokenized per call (padded to the chunk's longest: ≤ 100 MB of ids)
+
+
+def encode_budgeted(model: Any, texts: Sequence[str], batch_size: int) -> np.ndarray | None:
+    """Pooled embeddings of ``texts`` by a plain sentence-transformers model, tokenized in one
+    call per chunk and run in token-budget batches; None for a model this does not cover
+    (prompts or a Router: the caller uses ``encode_*``).
+
+    ``SentenceTransformer.encode`` tokenizes each batch of ``batch_size`` texts just before
+    its forward pass and copies every embedding back as it goes, so on a GPU the encoder waits
+    for the tokenizer (issue 13: a 3-layer student encoded no faster than a 6-layer one). Here
+    each chunk is tokenized by one fast-tokenizer call (Rust, every core), batches hold about
+    ``batch_size × max_seq_length`` tokens of length-sorted texts instead of a fixed count, and
+    the embeddings stay on the device until the chunk ends. Padding is to each batch's longest
+    text, and masked positions change nothing, so the vectors equal ``encode``'s to float
+    rounding.
+
+    Shapes: texts[N] → float32[N, dim].
+    """
+    import torch
+
+    from retrieval_kd.teachers.pair_tokens import budget_batches
+
+    prompts = dict(getattr(model, "prompts", None) or {})
+    if any(prompts.values()) or any(type(m).__name__ == "Router" for m in model):
+        return None  # ({"query": "", "document": ""} is what sentence-transformers saves: no prompt)
+    tokens = batch_size * int(model.max_seq_length or 512)
+    parts: list[np.ndarray] = []
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(texts), ENCODE_CHUNK):
+            chunk = list(texts[start : start + ENCODE_CHUNK])
+            features = model.preprocess(chunk)
+            mask = features["attention_mask"]
+            lengths = mask.sum(1).tolist()
+            kept = []
+            for rows in budget_batches(lengths, tokens, max_pairs=16 * batch_size):
+                index = torch.tensor(rows)
+                width = max(lengths[i] for i in rows)
+                batch = {
+                    k: (v[index, :width] if v.shape == mask.shape else v[index])
+                    if isinstance(v, Tensor) and v.ndim and v.shape[0] == len(chunk)
+                    else v
+                    for k, v in features.items()
+                }
+                batch = {
+                    k: v.to(model.device, non_blocking=True) if isinstance(v, Tensor) else v
+                    for k, v in batch.items()
+                }
+                kept.append((rows, model(batch)["sentence_embedding"]))
+            out = torch.empty((len(chunk), kept[0][1].shape[1]), dtype=torch.float32, device=model.device)
+            for rows, emb in kept:
+                out[torch.tensor(rows, device=model.device)] = emb.float()
+            parts.append(out.cpu().numpy())
+    return np.concatenate(parts) if parts else None
 
 
 def group_scores(

@@ -13,7 +13,7 @@ from torch import Tensor
 from retrieval_kd.errors import RkdError
 from retrieval_kd.models import pick_device, resolve_model
 from retrieval_kd.protocols import TrainingScores
-from retrieval_kd.students._shared import group_scores, read_meta, save_student, weights_hash
+from retrieval_kd.students._shared import encode_budgeted, group_scores, read_meta, save_student, weights_hash
 
 
 def truncate_layers(model: Any, num_layers: int) -> None:
@@ -116,13 +116,17 @@ class DenseStudent:
         return str(self.model.similarity_fn_name or "cosine")
 
     def encode_queries(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """Shapes: texts[N] → float32[N, dim]."""
-        out = self.model.encode_query(list(texts), batch_size=batch_size, convert_to_numpy=True)
+        """Shapes: texts[N] → float32[N, dim] (token-budget batches, :func:`encode_budgeted`)."""
+        out = encode_budgeted(self.model, texts, batch_size) if len(texts) else None
+        if out is None:
+            out = self.model.encode_query(list(texts), batch_size=batch_size, convert_to_numpy=True)
         return np.asarray(out, dtype=np.float32)
 
     def encode_documents(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """Shapes: texts[N] → float32[N, dim]."""
-        out = self.model.encode_document(list(texts), batch_size=batch_size, convert_to_numpy=True)
+        """Shapes: texts[N] → float32[N, dim] (token-budget batches, :func:`encode_budgeted`)."""
+        out = encode_budgeted(self.model, texts, batch_size) if len(texts) else None
+        if out is None:
+            out = self.model.encode_document(list(texts), batch_size=batch_size, convert_to_numpy=True)
         return np.asarray(out, dtype=np.float32)
 
     def scores(self, query_batch: Sequence[str], doc_groups: Sequence[Sequence[str]]) -> Tensor:

@@ -64,3 +64,33 @@ def test_score_matrix_by_hand() -> None:
 def test_missing_model_path_is_clear(tmp_path: Path) -> None:
     with pytest.raises(RkdError, match=r"model path '.*nope' does not exist"):
         DenseStudent.from_pretrained(str(tmp_path / "nope"))
+
+
+def test_budgeted_encoding_equals_sentence_transformers(tiny_model: Path) -> None:
+    from retrieval_kd.students import _shared
+    from retrieval_kd.students.dense import DenseStudent
+
+    student = DenseStudent.from_pretrained(str(tiny_model), device="cpu")
+    words = "alpha beta gamma delta epsilon zeta eta theta iota kappa".split()
+    texts = [" ".join(words[: 1 + (i * 7) % 10] * (1 + i % 5)) for i in range(70)]
+    texts[3] = ""  # an empty text: special tokens alone
+    reference = student.model.encode_document(texts, batch_size=4, convert_to_numpy=True)
+    calls = []
+    real = student.model.forward
+
+    def counting(features, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(tuple(features["input_ids"].shape))
+        return real(features, *args, **kwargs)
+
+    student.model.forward = counting  # type: ignore[method-assign]
+    got = student.encode_documents(texts, batch_size=4)
+    assert got.shape == reference.shape and np.abs(got - reference).max() < 1e-5
+    budget = 4 * student.model.max_seq_length
+    # several batches, each within the token budget (or one text alone), padded to its longest
+    assert len(calls) > 1 and all(rows * width <= budget or rows == 1 for rows, width in calls)
+    assert sum(rows for rows, _ in calls) == 70
+    queries = student.encode_queries(texts[:9], batch_size=2)
+    assert np.abs(queries - student.model.encode_query(texts[:9], convert_to_numpy=True)).max() < 1e-5
+    # a model with a prompt is left to sentence-transformers, which prepends it
+    student.model.prompts = {"query": "query: ", "document": ""}
+    assert _shared.encode_budgeted(student.model, texts, 4) is None

@@ -35,6 +35,22 @@ def test_assembled_pairs_equal_the_tokenizers(minilm_tokenizer, tiny_beir: Path)
         enc = minilm_tokenizer(q, p, truncation="longest_first", max_length=48)
         assert ids == enc["input_ids"] and types == enc["token_type_ids"], (q[:30], p[:30])
     assert assembler.assemble([1] * 30, [2] * 30) is None  # both over half: left to the tokenizer
+    # the array path: same inputs, padded, in token-budget batches of every pair once
+    batches = assembler.batches(
+        [q for q, _ in pairs], [p for _, p in pairs], tokens=200, max_pairs=8, pad_id=0
+    )
+    assert sorted(i for rows, *_ in batches for i in rows) == list(range(len(pairs)))
+    for rows, ids, types, mask in batches:
+        assert ids.shape == types.shape == mask.shape and ids.shape[0] == len(rows) <= 8
+        assert ids.size <= 200 or len(rows) == 1
+        for row, i in enumerate(rows):
+            enc = minilm_tokenizer(*pairs[i], truncation="longest_first", max_length=48)
+            n = len(enc["input_ids"])
+            assert (
+                ids[row, :n].tolist() == enc["input_ids"] and types[row, :n].tolist() == enc["token_type_ids"]
+            )
+            assert mask[row].tolist() == [1] * n + [0] * (ids.shape[1] - n)
+            assert not ids[row, n:].any() and not types[row, n:].any()
     assert assembler.check([q for q, _ in pairs], [p for _, p in pairs])
     # each unique text was tokenized once
     assert len(assembler._cache) == len({t for pair in pairs for t in pair})
