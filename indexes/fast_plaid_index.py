@@ -28,6 +28,7 @@ import json
 import shutil
 import tempfile
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,7 @@ class FastPlaidIndex(TokenIndex):
         self.search_options = {**SEARCH, **{k: v for k, v in options.items() if k in SEARCH}}
         self._pending: list[np.ndarray] = []  # float16 token vectors of each document, until the build
         self._folder: Path | None = None  # fast-plaid's own folder
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._tmp: Path | None = None  # where an unsaved index is built (removed with the object)
         self._engine: Any = None
         self.manifest = self.new_manifest(
             student_fingerprint, build=dict(self.build_options), search=dict(self.search_options)
@@ -139,9 +140,10 @@ class FastPlaidIndex(TokenIndex):
         if self._folder is not None or not self._pending:
             return
         _fast_plaid()  # the clear error before a temporary folder is made
-        self._tmp = tempfile.TemporaryDirectory(prefix="rkd-fast-plaid-")
+        self._tmp = Path(tempfile.mkdtemp(prefix="rkd-fast-plaid-"))
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self._tmp, ignore_errors=True)
         t0 = time.perf_counter()
-        engine = self._open(Path(self._tmp.name) / ENGINE_DIR)
+        engine = self._open(self._tmp / ENGINE_DIR)
         opts = self.build_options
         docs = [torch.from_numpy(v).float() for v in self._pending]
         engine.create(
@@ -154,7 +156,7 @@ class FastPlaidIndex(TokenIndex):
         )
         self._pending = []
         self.manifest["build_seconds"] = round(time.perf_counter() - t0, 3)
-        self.manifest["bytes"] = engine_bytes(Path(self._tmp.name) / ENGINE_DIR)
+        self.manifest["bytes"] = engine_bytes(self._tmp / ENGINE_DIR)
         self.manifest["engine"] = {"fast_plaid": _version(), "torch": torch.__version__}
 
     def search(self, query_ids: Sequence[str], query_reps: Any, k: int) -> Run:
@@ -209,7 +211,7 @@ class FastPlaidIndex(TokenIndex):
         self.path = path
         self._open(path / ENGINE_DIR)  # search from the saved copy; the temporary one goes
         if self._tmp is not None:
-            self._tmp.cleanup()
+            self._cleanup()
             self._tmp = None
 
     @classmethod

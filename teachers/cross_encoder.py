@@ -90,6 +90,11 @@ class CrossEncoderTeacher:
         if self._half_weights:
             self.model.to(torch_dtype(dtype))
         self._assembler: Any = None
+        # score_pairs prepares the next part in a thread when this is set (see _Prefetch), and
+        # batches are copied from pinned memory when pin_memory is (both measured on an H100 in
+        # BENCHMARKS.md, "Teacher scoring on a GPU")
+        self.prepare_ahead = False
+        self.pin_memory = False
         # seconds spent so far, for the end-of-run report (score-teacher: where time went)
         self.timings = {"tokenize": 0.0, "compute": 0.0}
         self._plain = self.max_length is None  # no token limit: nothing to assemble against
@@ -171,7 +176,7 @@ class CrossEncoderTeacher:
 
         pad = self.model.tokenizer.pad_token_id or 0
         with_types = "token_type_ids" in getattr(self.model.tokenizer, "model_input_names", ())
-        pin = self.device.startswith("cuda")
+        pin = self.device.startswith("cuda") and self.pin_memory
         out = []
         tokens = self.batch_size * self.max_length
         for rows, ids, types, mask in self._assembler.batches(

@@ -156,9 +156,11 @@ class PairAssembler:
         t = self.template
         q_ids, p_ids = self.tokens(queries), self.tokens(passages)
         unique: dict[tuple[int, int], int] = {}  # (id(list), its type id) → offset in the source
-        pieces: list[list[int]] = [t.prefix, t.middle, t.suffix, [pad_id]]
+        pieces: list[np.ndarray] = [
+            np.asarray(x, dtype=np.int64) for x in (t.prefix, t.middle, t.suffix, [pad_id])
+        ]
         offsets = np.cumsum([0, *(len(x) for x in pieces)])
-        kinds = [t.types[0], t.types[2], t.types[4], [0]]
+        kinds = [np.asarray(x, dtype=np.int64) for x in (t.types[0], t.types[2], t.types[4], [0])]
         start = int(offsets[-1])
 
         def locate(ids: list[int], type_id: int) -> int:
@@ -166,8 +168,8 @@ class PairAssembler:
             key = (id(ids), type_id)  # a text can be a query and a passage
             if key not in unique:
                 unique[key] = start
-                pieces.append(ids)
-                kinds.append([type_id] * len(ids))
+                pieces.append(np.asarray(ids, dtype=np.int64))  # one C call, no Python loop
+                kinds.append(np.full(len(ids), type_id, dtype=np.int64))
                 start += len(ids)
             return unique[key]
 
@@ -194,12 +196,11 @@ class PairAssembler:
             )
             ids = list(enc["input_ids"])
             q_off[i] = start
-            pieces.append(ids)
-            kinds.append(list(enc.get("token_type_ids") or [0] * len(ids)))
+            pieces.append(np.asarray(ids, dtype=np.int64))
+            kinds.append(np.asarray(enc.get("token_type_ids") or [0] * len(ids), dtype=np.int64))
             start += len(ids)
             lengths[i] = len(ids)
-        source = np.fromiter((x for piece in pieces for x in piece), dtype=np.int64, count=start)
-        source_types = np.fromiter((x for piece in kinds for x in piece), dtype=np.int64, count=start)
+        source, source_types = np.concatenate(pieces), np.concatenate(kinds)
         pad_at = int(offsets[3])
         out = []
         for rows in budget_batches(lengths.tolist(), tokens, max_pairs):

@@ -123,7 +123,7 @@ class _Prefetch:
         self.teacher, self.batches, self.phases = teacher, batches, phases
         self.texts = lambda b: ([query_text[q] for q, _ in b], [doc_text[d] for _, d in b])
         prepare, run = getattr(teacher, "prepare", None), getattr(teacher, "score_prepared", None)
-        self.split = callable(prepare) and callable(run)
+        self.split = callable(prepare) and callable(run) and bool(getattr(teacher, "prepare_ahead", True))
         self.pool: ThreadPoolExecutor | None = None
         self.pending: Future[Any] | None = None
 
