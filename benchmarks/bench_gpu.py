@@ -55,6 +55,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--colbert", type=Path, help="a ColBERT student folder")
     p.add_argument("--out", type=Path, required=False)
     p.add_argument("--pairs", type=int, default=0, help="score only the first N pairs (0: all)")
+    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds of the rkd rows")
     p.add_argument("--docs", type=int, default=0, help="encode only the first N documents (0: all)")
     p.add_argument("--growth", default="1,2,4", help="ColBERT corpus sizes, as multiples")
     p.add_argument("--skip", default="", help="sections to skip: scoring,dense,colbert")
@@ -163,52 +164,64 @@ def scoring(args: argparse.Namespace, pack: dict[str, Any], peak: float, tmp: Pa
     torch.cuda.empty_cache()
 
     variants = (  # dtype, token budget per batch (× 512), pairs per stored part, prepare ahead, pin
-        ("float32", 32, 512, False, False),
-        ("bfloat16", 256, 1024, False, False),
-        ("bfloat16", 256, 4096, False, False),
+        ("float32", 32, 512, True, False),
         ("bfloat16", 256, 4096, True, False),
-        ("bfloat16", 256, 4096, False, True),
-        ("bfloat16", 256, n, False, False),
         ("bfloat16", 256, 4096, False, False),
+        ("bfloat16", 256, 4096, True, True),
+        ("bfloat16", 256, 1024, True, False),
+        ("bfloat16", 256, 16384, True, False),
     )
-    for dtype, batch, part, ahead, pin in variants:
-        teacher = build_teacher(
-            "cross-encoder", str(args.reranker), max_length=512, dtype=dtype, batch_size=batch, device=DEVICE
-        )
-        teacher.prepare_ahead, teacher.pin_memory = ahead, pin
-        teacher.score(*zip(*texts[:64], strict=True))  # warm-up (and the assembler's check)
-        sync()
-        root = tmp / f"store-{dtype}-{part}-{ahead}-{pin}"
-        phases = Phases()
-        t0 = time.perf_counter()
-        with ScoreStore.open(root, teacher.fingerprint(), teacher.spec()) as store:
-            score_pairs(store, teacher, pairs, queries, docs, batch_size=part, phases=phases)
-        seconds = time.perf_counter() - t0
-        scores = ScoreStore.load(root, teacher.fingerprint()).lookup(pairs)
-        name = f"rkd score_pairs+store {dtype} budget {batch}x512 part {part}"
-        name += " prepared ahead" * ahead + " pinned" * pin
-        name += " (again)" * (name in rows)
-        row(name, seconds, scores, phases={k: round(v, 3) for k, v in phases.seconds.items()})
-        if dtype == "bfloat16" and part == n:
-            # the ceiling of this forward path: every batch prepared first, only the GPU part timed
-            started = time.perf_counter()
-            prepared = teacher.prepare([queries[p.query_id] for p in pairs], [docs[p.doc_id] for p in pairs])
-            prepare_s = time.perf_counter() - started
-            sync()
-            t0 = time.perf_counter()
-            forward = teacher.score_prepared(prepared)
-            sync()
-            row(
-                "rkd forward passes only (prepared beforehand), bf16",
-                time.perf_counter() - t0,
-                forward,
-                prepare_seconds=round(prepare_s, 3),
+    teachers = {}
+    for dtype, batch, *_ in variants:
+        if (dtype, batch) not in teachers:
+            teachers[dtype, batch] = build_teacher(
+                "cross-encoder",
+                str(args.reranker),
+                max_length=512,
+                dtype=dtype,
+                batch_size=batch,
+                device=DEVICE,
             )
-        del teacher
-        torch.cuda.empty_cache()
+            teachers[dtype, batch].score(*zip(*texts[:64], strict=True))  # warm-up and the assembler's check
+    sync()
+    best: dict[str, float] = {}
+    for round_no in range(args.rounds):  # interleaved rounds, best of each kept: a noisy host moves all alike
+        for dtype, batch, part, ahead, pin in variants:
+            teacher = teachers[dtype, batch]
+            teacher.prepare_ahead, teacher.pin_memory = ahead, pin
+            teacher._assembler._cache.clear()  # every round tokenizes from scratch
+            root = tmp / f"store-{dtype}-{part}-{ahead}-{pin}-{round_no}"
+            phases = Phases()
+            t0 = time.perf_counter()
+            with ScoreStore.open(root, teacher.fingerprint(), teacher.spec()) as store:
+                score_pairs(store, teacher, pairs, queries, docs, batch_size=part, phases=phases)
+            seconds = time.perf_counter() - t0
+            name = f"rkd score_pairs+store {dtype} budget {batch}x512 part {part}"
+            name += " prepared ahead" * ahead + " pinned" * pin
+            if seconds < best.get(name, float("inf")):
+                best[name] = seconds
+                scores = ScoreStore.load(root, teacher.fingerprint()).lookup(pairs)
+                row(name, seconds, scores, phases={k: round(v, 3) for k, v in phases.seconds.items()})
+    teacher = teachers["bfloat16", 256]
+    # the ceiling of this forward path: every batch prepared first, only the GPU part timed
+    started = time.perf_counter()
+    prepared = teacher.prepare([queries[p.query_id] for p in pairs], [docs[p.doc_id] for p in pairs])
+    prepare_s = time.perf_counter() - started
+    sync()
+    t0 = time.perf_counter()
+    forward = teacher.score_prepared(prepared)
+    sync()
+    row(
+        "rkd forward passes only (prepared beforehand), bf16",
+        time.perf_counter() - t0,
+        forward,
+        prepare_seconds=round(prepare_s, 3),
+    )
+    del teachers, teacher
+    torch.cuda.empty_cache()
     base = rows["plain CrossEncoder.predict fp32 b32"]
-    fp32 = rows["rkd score_pairs+store float32 budget 32x512 part 512"]["scores"]
-    bf16 = rows["rkd score_pairs+store bfloat16 budget 256x512 part 4096"]["scores"]
+    fp32 = rows["rkd score_pairs+store float32 budget 32x512 part 512 prepared ahead"]["scores"]
+    bf16 = rows["rkd score_pairs+store bfloat16 budget 256x512 part 4096 prepared ahead"]["scores"]
     for r in rows.values():
         r["ratio_vs_plain"] = round(base["seconds"] / r["seconds"], 3)
         r["max_abs_diff_vs_plain"] = float(np.abs(r["scores"] - base["scores"]).max())
