@@ -148,6 +148,13 @@ def check_seismic() -> Check:
     return check_module("pyseismic-lsr", "seismic", False, disables, "pip install pyseismic-lsr")
 
 
+def check_fast_plaid() -> Check:
+    from retrieval_kd.indexes.fast_plaid_index import INSTALL
+
+    disables = "index kind fast-plaid (the second PLAID engine; kind plaid needs only faiss)"
+    return check_module("fast-plaid", "fast_plaid", False, disables, INSTALL)
+
+
 def check_models() -> list[Check]:
     from retrieval_kd.models import OFFLINE_PACKAGES, offline_folder
 
@@ -190,6 +197,7 @@ def run_checks() -> list[Check]:
         check_java,
         check_pyserini,
         check_seismic,
+        check_fast_plaid,
         check_models,
         check_data_home,
     ]

@@ -67,10 +67,14 @@ def test_timed_preprocess_times_the_tokenizer_and_leaves_the_model_as_it_was(tin
         phases = Phases()
         with timed_preprocess(model, phases):
             student.encode_documents([f"text {i}" for i in range(10)], batch_size=4)
-        assert len(calls) == 1  # the 10 texts tokenized in one call (encode_budgeted), through the timer
+        assert len(calls) == 1  # the check of list tokenizing (encode_budgeted), through the timer
         assert phases.seconds["tokenize"] > 0
-        assert "preprocess" not in vars(model)
+        assert "preprocess" not in vars(model) and "rkd_tokenize_timer" not in vars(model)
+        before = phases.seconds["tokenize"]
+        with timed_preprocess(model, phases):
+            student.encode_documents(["after"], batch_size=4)  # id lists, timed through the hook
+        assert len(calls) == 1 and phases.seconds["tokenize"] > before
         student.encode_documents(["after"], batch_size=4)
-        assert len(calls) == 2 and set(phases.seconds) == {"tokenize"}
+        assert len(calls) == 1 and set(phases.seconds) == {"tokenize"}
     finally:
         type(model).preprocess = original  # type: ignore[method-assign]
