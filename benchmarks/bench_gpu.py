@@ -270,7 +270,7 @@ def dense(args: argparse.Namespace, pack: dict[str, Any]) -> dict[str, Any]:
         "plain encode_document fp32 b32": lambda t: st.encode_document(
             t, batch_size=32, convert_to_numpy=True
         ),
-        "rkd encode_documents fp32 b32 (token budget 32 x max_seq_length)": lambda t: student.encode_documents(
+        "rkd encode_documents fp32 b32 (budget 32 x max_seq_length)": lambda t: student.encode_documents(
             t, batch_size=32
         ),
         "rkd encode_documents fp32 b128": lambda t: student.encode_documents(t, batch_size=128),
