@@ -186,7 +186,7 @@ class PairAssembler:
             np.where(cut & (nq < n_p), self.budget - nq, n_p),
         )
         lengths = len(t.prefix) + nq + len(t.middle) + n_p + len(t.suffix)
-        for i in np.flatnonzero(whole):  # the tokenizer's own inputs, as one more source piece
+        for i in np.flatnonzero(whole).tolist():  # the tokenizer's own inputs, as one more source piece
             enc = self.tokenizer(
                 queries[i],
                 passages[i],
@@ -231,10 +231,12 @@ class PairAssembler:
         """True when the assembled inputs equal the tokenizer's own for these pairs (through
         :meth:`pairs` and :meth:`batches` both)."""
         mine = self.pairs(queries, passages)
-        for rows, ids, types, mask in self.batches(queries, passages, 1 << 16, len(queries) or 1, 0):
+        for rows, padded, padded_types, mask in self.batches(
+            queries, passages, 1 << 16, len(queries) or 1, 0
+        ):
             for row, i in enumerate(rows):
                 n = int(mask[row].sum())
-                if ids[row, :n].tolist() != mine[i][0] or types[row, :n].tolist() != mine[i][1]:
+                if padded[row, :n].tolist() != mine[i][0] or padded_types[row, :n].tolist() != mine[i][1]:
                     return False
         for q, p, (ids, types) in zip(queries, passages, mine, strict=True):
             enc = self.tokenizer(

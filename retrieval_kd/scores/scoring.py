@@ -121,11 +121,14 @@ class _Prefetch:
         phases: Phases,
     ) -> None:
         self.teacher, self.batches, self.phases = teacher, batches, phases
-        self.texts = lambda b: ([query_text[q] for q, _ in b], [doc_text[d] for _, d in b])
+        self.query_text, self.doc_text = query_text, doc_text
         prepare, run = getattr(teacher, "prepare", None), getattr(teacher, "score_prepared", None)
         self.split = callable(prepare) and callable(run) and bool(getattr(teacher, "prepare_ahead", True))
         self.pool: ThreadPoolExecutor | None = None
         self.pending: Future[Any] | None = None
+
+    def texts(self, batch: list[Pair]) -> tuple[list[str], list[str]]:
+        return [self.query_text[q] for q, _ in batch], [self.doc_text[d] for _, d in batch]
 
     def __enter__(self) -> _Prefetch:
         if self.split and self.batches:
