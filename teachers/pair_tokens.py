@@ -105,41 +105,14 @@ class PairAssembler:
             self._cache.popitem(last=False)
         return out
 
-    def assemble(self, query: list[int], passage: list[int]) -> tuple[list[int], list[int]] | None:
-        """``(input_ids, token_type_ids)`` of one pair, or None when truncation would be
-        ambiguous (both texts longer than half the budget)."""
-        n1, n2 = len(query), len(passage)
-        if n1 + n2 > self.budget:
-            shorter = min(n1, n2)
-            if shorter > self.budget // 2:
-                return None
-            if n1 >= n2:
-                query = query[: self.budget - n2]
-            else:
-                passage = passage[: self.budget - n1]
-        t = self.template
-        ids = t.prefix + query + t.middle + passage + t.suffix
-        types = t.types[0] + [t.types[1]] * len(query) + t.types[2] + [t.types[3]] * len(passage) + t.types[4]
-        return ids, types
-
-    def pairs(self, queries: Sequence[str], passages: Sequence[str]) -> list[tuple[list[int], list[int]]]:
-        """Inputs of aligned pairs; the ambiguous ones come from the tokenizer itself."""
-        q_ids, p_ids = self.tokens(queries), self.tokens(passages)
-        out: list[tuple[list[int], list[int]] | None] = [
-            self.assemble(q, p) for q, p in zip(q_ids, p_ids, strict=True)
-        ]
-        for i, pair in enumerate(out):
-            if pair is None:
-                enc = self.tokenizer(
-                    queries[i],
-                    passages[i],
-                    truncation="longest_first",
-                    max_length=self.max_length,
-                    return_token_type_ids=True,
-                )
-                ids = list(enc["input_ids"])
-                out[i] = (ids, list(enc.get("token_type_ids") or [0] * len(ids)))
-        return [p for p in out if p is not None]
+    def whole(self, query: str, passage: str) -> tuple[list[int], list[int]]:
+        """``(input_ids, token_type_ids)`` of one pair from the tokenizer itself: the reference
+        :meth:`check` compares with, and the inputs of a pair whose truncation is ambiguous."""
+        enc = self.tokenizer(
+            query, passage, truncation="longest_first", max_length=self.max_length, return_token_type_ids=True
+        )
+        ids = list(enc["input_ids"])
+        return ids, list(enc.get("token_type_ids") or [0] * len(ids))
 
     def batches(
         self, queries: Sequence[str], passages: Sequence[str], tokens: int, max_pairs: int, pad_id: int
@@ -147,11 +120,14 @@ class PairAssembler:
         """Padded inputs of aligned pairs in token-budget batches (:func:`budget_batches`):
         ``(pair positions, input_ids, token_type_ids, attention_mask)`` per batch, int64.
 
-        The same inputs as :meth:`pairs`, built with array operations: every batch is a gather
-        from one array holding the template pieces and each unique text's ids once, its index
-        computed from each row's segment boundaries. :meth:`pairs` concatenates Python lists
-        pair by pair, which holds the GIL for most of a second per 10k pairs and slows the
-        forward passes of a GPU scorer that runs beside it.
+        Built with array operations: every batch is a gather from one array holding the template
+        pieces and each unique text's ids once, its index computed from each row's segment
+        boundaries. Assembling Python lists pair by pair held the GIL for most of a second per
+        10k pairs and halved the throughput of a GPU scorer's forward passes beside it.
+
+        Truncation repeats ``longest_first`` where it is unambiguous: past the budget, the shorter
+        text stays whole and the longer is cut to fit; a pair whose texts both exceed half the
+        budget takes the tokenizer's own inputs (:meth:`whole`).
         """
         t = self.template
         q_ids, p_ids = self.tokens(queries), self.tokens(passages)
@@ -177,7 +153,7 @@ class PairAssembler:
         p_off = np.array([locate(ids, t.types[3]) for ids in p_ids], dtype=np.int64)
         nq = np.array([len(x) for x in q_ids], dtype=np.int64)
         n_p = np.array([len(x) for x in p_ids], dtype=np.int64)
-        # longest_first where unambiguous (see assemble); both over half the budget: whole pairs
+        # longest_first where unambiguous; both over half the budget: the tokenizer's own inputs
         over = nq + n_p > self.budget
         whole = over & (np.minimum(nq, n_p) > self.budget // 2)
         cut = over & ~whole
@@ -186,18 +162,11 @@ class PairAssembler:
             np.where(cut & (nq < n_p), self.budget - nq, n_p),
         )
         lengths = len(t.prefix) + nq + len(t.middle) + n_p + len(t.suffix)
-        for i in np.flatnonzero(whole).tolist():  # the tokenizer's own inputs, as one more source piece
-            enc = self.tokenizer(
-                queries[i],
-                passages[i],
-                truncation="longest_first",
-                max_length=self.max_length,
-                return_token_type_ids=True,
-            )
-            ids = list(enc["input_ids"])
+        for i in np.flatnonzero(whole).tolist():  # one more source piece each
+            ids, types = self.whole(queries[i], passages[i])
             q_off[i] = start
             pieces.append(np.asarray(ids, dtype=np.int64))
-            kinds.append(np.asarray(enc.get("token_type_ids") or [0] * len(ids), dtype=np.int64))
+            kinds.append(np.asarray(types, dtype=np.int64))
             start += len(ids)
             lengths[i] = len(ids)
         source, source_types = np.concatenate(pieces), np.concatenate(kinds)
@@ -228,24 +197,15 @@ class PairAssembler:
         return out
 
     def check(self, queries: Sequence[str], passages: Sequence[str]) -> bool:
-        """True when the assembled inputs equal the tokenizer's own for these pairs (through
-        :meth:`pairs` and :meth:`batches` both)."""
-        mine = self.pairs(queries, passages)
-        for rows, padded, padded_types, mask in self.batches(
-            queries, passages, 1 << 16, len(queries) or 1, 0
-        ):
-            for row, i in enumerate(rows):
+        """True when the assembled inputs equal the tokenizer's own for these pairs."""
+        for rows, ids, types, mask in self.batches(queries, passages, 1 << 16, len(queries) or 1, 0):
+            for row, i in enumerate(rows.tolist()):
+                want_ids, want_types = self.whole(queries[i], passages[i])
                 n = int(mask[row].sum())
-                if padded[row, :n].tolist() != mine[i][0] or padded_types[row, :n].tolist() != mine[i][1]:
+                if n != len(want_ids) or ids[row, :n].tolist() != want_ids:
                     return False
-        for q, p, (ids, types) in zip(queries, passages, mine, strict=True):
-            enc = self.tokenizer(
-                q, p, truncation="longest_first", max_length=self.max_length, return_token_type_ids=True
-            )
-            if list(enc["input_ids"]) != ids:
-                return False
-            if "token_type_ids" in enc and list(enc["token_type_ids"]) != types:
-                return False
+                if types[row, :n].tolist() != want_types:
+                    return False
         return True
 
 

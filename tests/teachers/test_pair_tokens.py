@@ -3,6 +3,7 @@ cross-encoder teacher scores with them exactly what CrossEncoder.predict gives."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -30,12 +31,7 @@ def test_assembled_pairs_equal_the_tokenizers(minilm_tokenizer, tiny_beir: Path)
     assert assembler.template.prefix == [minilm_tokenizer.cls_token_id]
     assert assembler.template.middle == assembler.template.suffix == [minilm_tokenizer.sep_token_id]
     assert assembler.budget == 45
-    got = assembler.pairs([q for q, _ in pairs], [p for _, p in pairs])
-    for (q, p), (ids, types) in zip(pairs, got, strict=True):
-        enc = minilm_tokenizer(q, p, truncation="longest_first", max_length=48)
-        assert ids == enc["input_ids"] and types == enc["token_type_ids"], (q[:30], p[:30])
-    assert assembler.assemble([1] * 30, [2] * 30) is None  # both over half: left to the tokenizer
-    # the array path: same inputs, padded, in token-budget batches of every pair once
+    # the tokenizer's own inputs, padded, in token-budget batches holding every pair once
     batches = assembler.batches(
         [q for q, _ in pairs], [p for _, p in pairs], tokens=200, max_pairs=8, pad_id=0
     )
@@ -52,6 +48,9 @@ def test_assembled_pairs_equal_the_tokenizers(minilm_tokenizer, tiny_beir: Path)
             assert mask[row].tolist() == [1] * n + [0] * (ids.shape[1] - n)
             assert not ids[row, n:].any() and not types[row, n:].any()
     assert assembler.check([q for q, _ in pairs], [p for _, p in pairs])
+    broken = PairAssembler(minilm_tokenizer, max_length=48)
+    broken.template = dataclasses.replace(broken.template, middle=[])  # no [SEP] between the texts
+    assert not broken.check([q for q, _ in pairs[:3]], [p for _, p in pairs[:3]])
     # each unique text was tokenized once
     assert len(assembler._cache) == len({t for pair in pairs for t in pair})
 
