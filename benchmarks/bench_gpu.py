@@ -163,13 +163,12 @@ def scoring(args: argparse.Namespace, pack: dict[str, Any], peak: float, tmp: Pa
     del model
     torch.cuda.empty_cache()
 
-    variants = (  # dtype, token budget per batch (× 512), pairs per stored part, prepare ahead, pin
-        ("float32", 32, 512, True, False),
-        ("bfloat16", 256, 4096, True, False),
-        ("bfloat16", 256, 4096, False, False),
-        ("bfloat16", 256, 4096, True, True),
-        ("bfloat16", 256, 1024, True, False),
-        ("bfloat16", 256, 16384, True, False),
+    variants = (  # dtype, token budget per batch (× 512), pairs per stored part, prepare ahead
+        ("float32", 32, 512, True),
+        ("bfloat16", 256, 4096, True),
+        ("bfloat16", 256, 4096, False),
+        ("bfloat16", 256, 1024, True),
+        ("bfloat16", 256, 16384, True),
     )
     teachers = {}
     for dtype, batch, *_ in variants:
@@ -186,18 +185,18 @@ def scoring(args: argparse.Namespace, pack: dict[str, Any], peak: float, tmp: Pa
     sync()
     best: dict[str, float] = {}
     for round_no in range(args.rounds):  # interleaved rounds, best of each kept: a noisy host moves all alike
-        for dtype, batch, part, ahead, pin in variants:
+        for dtype, batch, part, ahead in variants:
             teacher = teachers[dtype, batch]
-            teacher.prepare_ahead, teacher.pin_memory = ahead, pin
+            teacher.prepare_ahead = ahead
             teacher._assembler._cache.clear()  # every round tokenizes from scratch
-            root = tmp / f"store-{dtype}-{part}-{ahead}-{pin}-{round_no}"
+            root = tmp / f"store-{dtype}-{part}-{ahead}-{round_no}"
             phases = Phases()
             t0 = time.perf_counter()
             with ScoreStore.open(root, teacher.fingerprint(), teacher.spec()) as store:
                 score_pairs(store, teacher, pairs, queries, docs, batch_size=part, phases=phases)
             seconds = time.perf_counter() - t0
             name = f"rkd score_pairs+store {dtype} budget {batch}x512 part {part}"
-            name += " prepared ahead" * ahead + " pinned" * pin
+            name += " prepared ahead" * ahead
             if seconds < best.get(name, float("inf")):
                 best[name] = seconds
                 scores = ScoreStore.load(root, teacher.fingerprint()).lookup(pairs)

@@ -91,10 +91,9 @@ class CrossEncoderTeacher:
             self.model.to(torch_dtype(dtype))
         self._assembler: Any = None
         # score_pairs prepares the next part in a thread when this is set (see _Prefetch): on an
-        # H100, 11.0x plain predict against 8.5x without; pinned copies gained nothing (10.6x).
-        # On a CPU the forward passes use every core, and the thread would only compete with them.
+        # H100, 11.0x plain predict against 8.5x without (pinned host copies gained nothing:
+        # 10.6x). On a CPU the forward passes use every core, and the thread would compete.
         self.prepare_ahead = self.device.startswith("cuda")
-        self.pin_memory = False
         # seconds spent so far, for the end-of-run report (score-teacher: where time went)
         self.timings = {"tokenize": 0.0, "compute": 0.0}
         self._plain = self.max_length is None  # no token limit: nothing to assemble against
@@ -129,7 +128,7 @@ class CrossEncoderTeacher:
 
     def prepare(self, queries: Sequence[str], passages: Sequence[str]) -> Any:
         """Everything before the forward passes, on the CPU: token ids assembled, cut into
-        token-budget batches and padded into (pinned, on a GPU) tensors. ``score_pairs`` runs it
+        token-budget batches and padded into tensors. ``score_pairs`` runs it
         for the next stored part in a thread while this one computes, so the accelerator does
         not wait for the tokenizer."""
         if not queries:
@@ -176,7 +175,6 @@ class CrossEncoderTeacher:
 
         pad = self.model.tokenizer.pad_token_id or 0
         with_types = "token_type_ids" in getattr(self.model.tokenizer, "model_input_names", ())
-        pin = self.device.startswith("cuda") and self.pin_memory
         out = []
         tokens = self.batch_size * self.max_length
         for rows, ids, types, mask in self._assembler.batches(
@@ -185,10 +183,7 @@ class CrossEncoderTeacher:
             arrays = {"input_ids": ids, "attention_mask": mask}
             if with_types:
                 arrays["token_type_ids"] = types
-            features = {k: torch.from_numpy(v) for k, v in arrays.items()}
-            if pin:
-                features = {k: v.pin_memory() for k, v in features.items()}
-            out.append((rows, features))
+            out.append((rows, {k: torch.from_numpy(v) for k, v in arrays.items()}))
         return out
 
     def _forward(self, batches: list[tuple[np.ndarray, dict[str, Any]]]) -> np.ndarray:
