@@ -38,7 +38,7 @@ import numpy as np
 from retrieval_kd.artifacts import replacing
 from retrieval_kd.errors import DataError, RkdError
 from retrieval_kd.indexes._folder import read_index_folder, write_index_folder
-from retrieval_kd.indexes.maxsim_index import DocIds, TokenIndex, token_vectors, torch_device
+from retrieval_kd.indexes.maxsim_index import DocIds, TokenIndex, torch_device
 from retrieval_kd.types import Run
 
 # fast-plaid's own defaults: the signatures of FastPlaid.create and FastPlaid.search (1.7.0)
@@ -95,17 +95,14 @@ class FastPlaidIndex(TokenIndex):
     OPTIONS = (*BUILD, *SEARCH, "device")
 
     def __init__(self, student_fingerprint: str = "", device: str = "auto", **options: Any) -> None:
-        unknown = sorted(set(options) - set(BUILD) - set(SEARCH))
-        if unknown:
-            raise RkdError(f"unknown fast-plaid index option(s) {unknown}; choose from {list(self.OPTIONS)}")
+        self.build_options, self.search_options = self.split_options(options, BUILD, SEARCH)
         _check(options)
         super().__init__()
         self.device = torch_device(device)
-        self.build_options = {**BUILD, **{k: v for k, v in options.items() if k in BUILD}}
-        self.search_options = {**SEARCH, **{k: v for k, v in options.items() if k in SEARCH}}
         self._pending: list[np.ndarray] = []  # float16 token vectors of each document, until the build
         self._folder: Path | None = None  # fast-plaid's own folder
-        self._tmp: Path | None = None  # where an unsaved index is built (removed with the object)
+        # removes the temporary folder an unsaved index is built in (at save, or with the object)
+        self._cleanup: weakref.finalize[Any, Any] | None = None
         self._engine: Any = None
         self.manifest = self.new_manifest(
             student_fingerprint, build=dict(self.build_options), search=dict(self.search_options)
@@ -140,10 +137,10 @@ class FastPlaidIndex(TokenIndex):
         if self._folder is not None or not self._pending:
             return
         _fast_plaid()  # the clear error before a temporary folder is made
-        self._tmp = Path(tempfile.mkdtemp(prefix="rkd-fast-plaid-"))
-        self._cleanup = weakref.finalize(self, shutil.rmtree, self._tmp, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix="rkd-fast-plaid-"))
+        self._cleanup = weakref.finalize(self, shutil.rmtree, tmp, ignore_errors=True)
         t0 = time.perf_counter()
-        engine = self._open(self._tmp / ENGINE_DIR)
+        engine = self._open(tmp / ENGINE_DIR)
         opts = self.build_options
         docs = [torch.from_numpy(v).float() for v in self._pending]
         engine.create(
@@ -156,7 +153,7 @@ class FastPlaidIndex(TokenIndex):
         )
         self._pending = []
         self.manifest["build_seconds"] = round(time.perf_counter() - t0, 3)
-        self.manifest["bytes"] = engine_bytes(self._tmp / ENGINE_DIR)
+        self.manifest["bytes"] = engine_bytes(tmp / ENGINE_DIR)
         self.manifest["engine"] = {"fast_plaid": _version(), "torch": torch.__version__}
 
     def search(self, query_ids: Sequence[str], query_reps: Any, k: int) -> Run:
@@ -167,12 +164,9 @@ class FastPlaidIndex(TokenIndex):
         """
         import torch
 
-        query_ids = [str(q) for q in query_ids]
-        if not self._ids:
+        query_ids, queries = self.search_inputs(query_ids, query_reps, k)
+        if queries is None:
             return {qid: {} for qid in query_ids}
-        queries = token_vectors(query_reps, self.dim, len(query_ids), "query")
-        if k < 1:
-            raise RkdError(f"k must be at least 1, got {k}")
         self.build()
         assert self._engine is not None
         found = self._engine.search(
@@ -210,9 +204,9 @@ class FastPlaidIndex(TokenIndex):
             )
         self.path = path
         self._open(path / ENGINE_DIR)  # search from the saved copy; the temporary one goes
-        if self._tmp is not None:
+        if self._cleanup is not None:
             self._cleanup()
-            self._tmp = None
+            self._cleanup = None
 
     @classmethod
     def load(cls, path: Path, device: str = "auto", **search_options: Any) -> FastPlaidIndex:

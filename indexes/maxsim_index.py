@@ -145,6 +145,7 @@ class TokenIndex:
     counts and the encoder check. Subclasses set ``kind`` and ``manifest``."""
 
     kind: str
+    OPTIONS: tuple[str, ...]
     manifest: dict[str, Any]
 
     def __init__(self) -> None:
@@ -192,6 +193,36 @@ class TokenIndex:
         self.manifest["count"] = len(self._ids)
         self.manifest["tokens"] = int(self.manifest["tokens"]) + len(tv.vectors)
         return tv
+
+    def split_options(
+        self, options: Mapping[str, Any], build: Mapping[str, Any], search: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``options`` over the kind's ``build`` and ``search`` defaults; raises naming the
+        unknown ones and the valid choices (``OPTIONS``)."""
+        unknown = sorted(set(options) - set(build) - set(search))
+        if unknown:
+            raise RkdError(f"unknown {self.kind} index option(s) {unknown}; choose from {list(self.OPTIONS)}")
+        return (
+            {**build, **{k: v for k, v in options.items() if k in build}},
+            {**search, **{k: v for k, v in options.items() if k in search}},
+        )
+
+    def search_inputs(
+        self, query_ids: Sequence[str], query_reps: Any, k: int
+    ) -> tuple[list[str], TokenVectors | None]:
+        """A search's query ids (as strings) and checked token vectors; None when the index is
+        empty, where every query finds nothing.
+
+        Raises:
+            RkdError: a count or width mismatch, or ``k`` below 1.
+        """
+        query_ids = [str(q) for q in query_ids]
+        if not self._ids:
+            return query_ids, None
+        tv = token_vectors(query_reps, self.dim, len(query_ids), "query")
+        if k < 1:
+            raise RkdError(f"k must be at least 1, got {k}")
+        return query_ids, tv
 
     def check_encoder(self, student_fingerprint: str) -> None:
         """Refuses queries encoded by a different student than the documents were."""
@@ -315,12 +346,9 @@ class MaxSimIndex(TokenIndex):
 
         from retrieval_kd.students.maxsim import maxsim
 
-        query_ids = [str(q) for q in query_ids]
-        if not self._ids:
+        query_ids, queries = self.search_inputs(query_ids, query_reps, k)
+        if queries is None:
             return {qid: {} for qid in query_ids}
-        queries = token_vectors(query_reps, self.dim, len(query_ids), "query")
-        if k < 1:
-            raise RkdError(f"k must be at least 1, got {k}")
         if self._blocks is None:
             self._blocks = self._build_blocks()
         run: Run = {}

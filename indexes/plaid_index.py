@@ -59,7 +59,6 @@ from retrieval_kd.indexes.maxsim_index import (
     load_arrays,
     padded_queries,
     save_arrays,
-    token_vectors,
     torch_device,
 )
 from retrieval_kd.indexes.plaid_lists import CentroidLists
@@ -116,11 +115,7 @@ class PlaidIndex(TokenIndex):
     OPTIONS = (*BUILD, *SEARCH, "device")
 
     def __init__(self, student_fingerprint: str = "", device: str = "auto", **options: Any) -> None:
-        unknown = sorted(set(options) - set(BUILD) - set(SEARCH))
-        if unknown:
-            raise RkdError(f"unknown plaid index option(s) {unknown}; choose from {list(self.OPTIONS)}")
-        self.build_options = {**BUILD, **{k: v for k, v in options.items() if k in BUILD}}
-        self.search_options = {**SEARCH, **{k: v for k, v in options.items() if k in SEARCH}}
+        self.build_options, self.search_options = self.split_options(options, BUILD, SEARCH)
         if self.build_options["nbits"] not in NBITS:
             raise RkdError(
                 f"plaid index option nbits must be one of {list(NBITS)}, got {self.build_options['nbits']!r}"
@@ -305,12 +300,9 @@ class PlaidIndex(TokenIndex):
         from retrieval_kd.students.maxsim import maxsim, pad
 
         self.build()
-        query_ids = [str(q) for q in query_ids]
-        if not self._ids:
+        query_ids, queries = self.search_inputs(query_ids, query_reps, k)
+        if queries is None:
             return {qid: {} for qid in query_ids}
-        queries = token_vectors(query_reps, self.dim, len(query_ids), "query")
-        if k < 1:
-            raise RkdError(f"k must be at least 1, got {k}")
         run: Run = {}
         with torch.inference_mode():
             q_all, q_mask_all = padded_queries(queries, self.device)
