@@ -94,3 +94,36 @@ def test_budgeted_encoding_equals_sentence_transformers(tiny_model: Path) -> Non
     # a model with a prompt is left to sentence-transformers, which prepends it
     student.model.prompts = {"query": "query: ", "document": ""}
     assert _shared.encode_budgeted(student.model, texts, 4) is None
+
+
+def test_list_tokenizing_is_checked_and_falls_back_to_preprocess(tiny_model: Path) -> None:
+    from retrieval_kd.students import _shared
+    from retrieval_kd.students.dense import DenseStudent
+
+    texts = [" ".join(["delta"] * (1 + 3 * i)) for i in range(12)]
+    student = DenseStudent.from_pretrained(str(tiny_model), device="cpu")
+    reference = student.model.encode_document(texts, batch_size=4, convert_to_numpy=True)
+    assert np.abs(student.encode_documents(texts, batch_size=4) - reference).max() < 1e-5
+    spec = _shared._LIST_TOKENS[student.model]
+    assert spec is not None and spec["types"] and spec["extra"] == {"modality": "text"}
+
+    # a tokenizer step whose ids differ from the plain tokenizer's (as a lowercasing or a
+    # template would): the check refuses id lists, and encoding goes through preprocess
+    other = DenseStudent.from_pretrained(str(tiny_model), device="cpu")
+    model = other.model
+    original = type(model).preprocess
+    calls: list[int] = []
+
+    def shifted(*args: object, **kwargs: object) -> dict[str, object]:
+        features = dict(original(model, *args, **kwargs))
+        calls.append(1)
+        features["input_ids"] = torch.where(features["attention_mask"] > 0, features["input_ids"] + 1, 0)
+        return features
+
+    model.preprocess = shifted  # type: ignore[method-assign]
+    got = other.encode_documents(texts, batch_size=4)
+    assert _shared._LIST_TOKENS[model] is None
+    assert len(calls) == 2  # the check's sample, then the one chunk
+    shifted_reference = model.encode_document(texts, batch_size=4, convert_to_numpy=True)
+    assert np.abs(got - shifted_reference).max() < 1e-5
+    assert np.abs(got - reference).max() > 1e-3  # the shifted ids were what it encoded
