@@ -118,6 +118,7 @@ def timed_preprocess(model: Any, phases: Phases, name: str = "tokenize") -> Iter
         finally:
             phases.add(name, time.perf_counter() - began)
 
+    preprocess.__wrapped__ = original  # type: ignore[attr-defined]  # work done ahead unwraps it
     model.preprocess = preprocess
     # students that tokenize to id lists themselves (students._shared.encode_budgeted) report here
     model.rkd_tokenize_timer = lambda seconds: phases.add(name, seconds)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,39 +30,62 @@ def embed(model: Any, texts: Sequence[str]) -> Tensor:
     return out
 
 
-ENCODE_CHUNK = 8192  # texts tokenized per call
-# per model: what its preprocess adds besides token ids (when lists from its tokenizer match them)
-_LIST_TOKENS: weakref.WeakKeyDictionary[Any, dict[str, Any] | None] = weakref.WeakKeyDictionary()
+ENCODE_CHUNK = 2048  # texts tokenized per call (and length-sorted together)
+# tokenize the next chunk in a thread while this one computes: None means on a GPU only (on a CPU
+# the forward passes use every core and the thread would compete with them)
+TOKENIZE_AHEAD: bool | None = None
+# per model and (prompt, task): what its preprocess adds besides token ids (when lists from its
+# tokenizer match them), or None where they do not
+_LIST_TOKENS: weakref.WeakKeyDictionary[Any, dict[tuple[str | None, str | None], dict[str, Any] | None]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-def _token_lists(model: Any, texts: Sequence[str]) -> list[list[int]]:
+def resolve_prompt(model: Any, task: str | None) -> str | None:
+    """The prompt sentence-transformers' ``encode_query`` / ``encode_document`` prepend for
+    ``task``: the model's prompt of that name when it has one, else its default prompt; an empty
+    prompt is none."""
+    prompts = dict(getattr(model, "prompts", None) or {})
+    if task is not None and task in prompts:
+        return prompts[task] or None
+    default = getattr(model, "default_prompt_name", None)
+    return (prompts.get(default) or None) if default else None
+
+
+def _token_lists(model: Any, texts: Sequence[str], prompt: str | None, timed: bool = True) -> list[list[int]]:
     began = time.perf_counter()
     ids: list[list[int]] = model.tokenizer(
-        list(texts), truncation=True, max_length=int(model.max_seq_length or 512)
+        [prompt + t for t in texts] if prompt else list(texts),
+        truncation=True,
+        max_length=int(model.max_seq_length or 512),
     )["input_ids"]
     timer = getattr(model, "rkd_tokenize_timer", None)  # set by timing.timed_preprocess
-    if timer is not None:
+    if timer is not None and timed:
         timer(time.perf_counter() - began)
     return ids
 
 
-def _list_tokenizing(model: Any, texts: Sequence[str]) -> dict[str, Any] | None:
+def _list_tokenizing(
+    model: Any, texts: Sequence[str], prompt: str | None = None, task: str | None = None
+) -> dict[str, Any] | None:
     """How to build ``model``'s features from token-id lists, or None where they would differ.
 
     transformers turns a padded batch into tensors through a Python ``flatten`` of every id
     (measured on an H100 machine: 2.8 s of the 3.7 s that ``preprocess`` took on 5,183 SciFact
     documents, the Rust tokenizer 0.33 s, every forward pass 0.44 s). Token-id lists skip it.
-    Checked once per model on ``texts``' 16 longest and first 16: the ids must equal
-    ``preprocess``'s, its mask a prefix of ones, its token types zeros and nothing else a tensor.
+    Checked once per model, prompt and task on ``texts``' 16 longest and first 16: the ids must
+    equal ``preprocess``'s, its mask a prefix of ones, its token types zeros and nothing else a
+    tensor (a ColBERT query's expansion positions, say, send it to ``preprocess``).
     """
-    if model in _LIST_TOKENS:
-        return _LIST_TOKENS[model]
+    known = _LIST_TOKENS.setdefault(model, {})
+    if (prompt, task) in known:
+        return known[prompt, task]
     spec = None
     if getattr(getattr(model, "tokenizer", None), "is_fast", False):
         longest = sorted(range(len(texts)), key=lambda i: -len(texts[i]))[:16]
         sample = [texts[i] for i in sorted(set(longest) | set(range(min(16, len(texts)))))]
-        ref = model.preprocess(sample)
-        mine = _token_lists(model, sample)
+        ref = _preprocess(model, sample, prompt, task)
+        mine = _token_lists(model, sample, prompt)
         tensors = {k for k, v in ref.items() if isinstance(v, Tensor)}
         ok = tensors <= {"input_ids", "attention_mask", "token_type_ids"} and "input_ids" in tensors
         for row, ids in enumerate(mine if ok else []):
@@ -73,70 +97,165 @@ def _list_tokenizing(model: Any, texts: Sequence[str]) -> dict[str, Any] | None:
             pad = model.tokenizer.pad_token_id or 0
             extra = {k: v for k, v in ref.items() if k not in tensors}
             spec = {"pad": int(pad), "types": "token_type_ids" in tensors, "extra": extra}
-    _LIST_TOKENS[model] = spec
+    known[prompt, task] = spec
     return spec
 
 
-def encode_budgeted(model: Any, texts: Sequence[str], batch_size: int) -> np.ndarray | None:
-    """Pooled embeddings of ``texts`` by a plain sentence-transformers model, tokenized in one
-    call per chunk and run in token-budget batches; None for a model this does not cover
-    (prompts or a Router: the caller uses ``encode_*``).
+def _preprocess(
+    model: Any, texts: Sequence[str], prompt: str | None, task: str | None, timed: bool = True
+) -> Any:
+    """``model.preprocess`` as ``encode`` calls it; ``timed=False`` unwraps the timing wrapper
+    of :func:`~retrieval_kd.timing.timed_preprocess`, for work done ahead in a thread whose
+    waiting is what the caller times instead."""
+    run = model.preprocess if timed else getattr(model.preprocess, "__wrapped__", model.preprocess)
+    kwargs: dict[str, Any] = {"prompt": prompt} if prompt else {}
+    if task is not None:
+        kwargs["task"] = task
+    return run(list(texts), **kwargs)
 
-    ``SentenceTransformer.encode`` tokenizes each batch of ``batch_size`` texts just before
-    its forward pass and copies every embedding back as it goes, so on a GPU the encoder waits
-    for the tokenizer (issue 13: a 3-layer student encoded no faster than a 6-layer one). Here
-    each chunk is tokenized by one fast-tokenizer call (Rust, every core) into id lists
-    (:func:`_list_tokenizing`; ``preprocess`` where lists would differ), batches hold about
-    ``batch_size × max_seq_length`` tokens of length-sorted texts instead of a fixed count, and
-    the embeddings stay on the device until the chunk ends. Padding is to each batch's longest
-    text, and masked positions change nothing, so the vectors equal ``encode``'s to float
-    rounding.
+
+def _extents(features: Mapping[str, Any], pad: int) -> list[int]:
+    """Per row: one past its last column that is not padding, in any per-token feature (a
+    ColBERT query's ``[MASK]`` expansion can be scored with an attention mask of 0)."""
+    import torch
+
+    mask = features["attention_mask"]
+    live = mask.bool()
+    for key, value in features.items():
+        if key != "attention_mask" and isinstance(value, Tensor) and value.shape == mask.shape:
+            live = live | (value != pad if key == "input_ids" else value.bool())
+    columns = torch.arange(1, mask.shape[1] + 1)
+    out: list[int] = (live.long() * columns).amax(1).tolist()
+    return out
+
+
+def budgeted_outputs(
+    model: Any, texts: Sequence[str], batch_size: int, task: str | None = None
+) -> Iterator[tuple[int, list[tuple[np.ndarray, dict[str, Any]]]]] | None:
+    """A sentence-transformers model's outputs for ``texts`` as ``encode_query`` (``task`` =
+    "query") or ``encode_document`` compute them, one chunk at a time: ``(chunk start, [(rows
+    in the chunk, output features on the model's device), ...])``. None for a model this does not
+    cover (a Router: the caller uses ``encode_*``).
+
+    ``encode`` tokenizes each batch of ``batch_size`` texts just before its forward pass and
+    copies every output back as it goes, so on a GPU the model waits for the tokenizer (issue 13:
+    a 3-layer student encoded no faster than a 6-layer one). Here:
+
+    - each chunk of :data:`ENCODE_CHUNK` texts is tokenized by one fast-tokenizer call (Rust,
+      every core) into id lists (:func:`_list_tokenizing`; ``preprocess`` where lists would
+      differ);
+    - on a GPU, batches hold about ``batch_size × max_seq_length`` tokens of length-sorted texts
+      instead of a fixed count (on a CPU at most ``batch_size`` texts, as in ``encode``);
+    - outputs stay on the device until the chunk ends;
+    - on a GPU the next chunk is tokenized in a thread while this one computes: the tokenizer
+      runs in Rust without the GIL and CUDA kernels run asynchronously (a DataLoader would need
+      the model's collate in worker processes).
+
+    Padding is to each batch's longest text, and masked positions change nothing, so outputs
+    equal ``encode``'s to float rounding.
+    """
+    if any(type(m).__name__ == "Router" for m in model):
+        return None
+    return _budgeted(model, list(texts), batch_size, task)
+
+
+def _budgeted(
+    model: Any, texts: list[str], batch_size: int, task: str | None
+) -> Iterator[tuple[int, list[tuple[np.ndarray, dict[str, Any]]]]]:
+    import torch
+
+    from retrieval_kd.teachers.pair_tokens import budget_batches
+
+    prompt = resolve_prompt(model, task)
+    tokens = batch_size * int(model.max_seq_length or 512)
+    spec = _list_tokenizing(model, texts, prompt, task)
+    pad = int(getattr(model.tokenizer, "pad_token_id", None) or 0)
+    ahead = str(model.device).startswith("cuda") if TOKENIZE_AHEAD is None else TOKENIZE_AHEAD
+    # On a CPU a batch holds at most batch_size texts, as in encode: bigger batches of short texts
+    # gained nothing there and a SPLADE batch's (tokens × vocabulary) logits grow with them.
+    max_pairs = 16 * batch_size if ahead else batch_size
+
+    def tokenize(chunk: list[str], timed: bool) -> tuple[list[int], Any]:
+        if spec is not None:
+            ids = _token_lists(model, chunk, prompt, timed)
+            return [len(x) for x in ids], ids
+        features = _preprocess(model, chunk, prompt, task, timed)
+        return _extents(features, pad), features
+
+    starts = list(range(0, len(texts), ENCODE_CHUNK))
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rkd-tokenize") if ahead else None
+    pending: Future[tuple[list[int], Any]] | None = None
+    model.eval()
+    try:
+        for n, start in enumerate(starts):
+            chunk = texts[start : start + ENCODE_CHUNK]
+            if pending is None:
+                lengths, tokenized = tokenize(chunk, timed=True)
+            else:
+                began = time.perf_counter()
+                lengths, tokenized = pending.result()
+                timer = getattr(model, "rkd_tokenize_timer", None)
+                if timer is not None:
+                    timer(time.perf_counter() - began)  # only the wait shows: the rest overlapped
+            if pool is not None and n + 1 < len(starts):
+                following = texts[starts[n + 1] : starts[n + 1] + ENCODE_CHUNK]
+                pending = pool.submit(tokenize, following, False)
+            kept = []
+            with torch.inference_mode():
+                for rows in budget_batches(lengths, tokens, max_pairs):
+                    width = max(lengths[i] for i in rows)
+                    if spec is not None:
+                        batch = _padded([tokenized[i] for i in rows], width, spec)
+                    else:
+                        batch = _rows_of(tokenized, rows, width, len(chunk))
+                    batch = {
+                        k: v.to(model.device, non_blocking=True) if isinstance(v, Tensor) else v
+                        for k, v in batch.items()
+                    }
+                    out = model(batch, task=task) if task is not None else model(batch)
+                    kept.append((np.asarray(rows, dtype=np.int64), out))
+            yield start, kept
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _rows_of(features: Mapping[str, Any], rows: list[int], width: int, n: int) -> dict[str, Any]:
+    """Rows of a chunk's padded features, cut to ``width`` columns (per-token tensors) ."""
+    import torch
+
+    index = torch.tensor(rows)
+    shape = features["attention_mask"].shape
+    return {
+        k: (v[index, :width] if v.shape == shape else v[index])
+        if isinstance(v, Tensor) and v.ndim and v.shape[0] == n
+        else v
+        for k, v in features.items()
+    }
+
+
+def encode_budgeted(
+    model: Any, texts: Sequence[str], batch_size: int, task: str | None = None
+) -> np.ndarray | None:
+    """Pooled embeddings of ``texts`` through :func:`budgeted_outputs`; None for a model it
+    does not cover (the caller uses ``encode_*``).
 
     Shapes: texts[N] → float32[N, dim].
     """
     import torch
 
-    from retrieval_kd.teachers.pair_tokens import budget_batches
-
-    prompts = dict(getattr(model, "prompts", None) or {})
-    if any(prompts.values()) or any(type(m).__name__ == "Router" for m in model):
-        return None  # ({"query": "", "document": ""} is what sentence-transformers saves: no prompt)
-    tokens = batch_size * int(model.max_seq_length or 512)
-    spec = _list_tokenizing(model, texts)
+    chunks = budgeted_outputs(model, texts, batch_size, task)
+    if chunks is None:
+        return None
     parts: list[np.ndarray] = []
-    model.eval()
-    with torch.inference_mode():
-        for start in range(0, len(texts), ENCODE_CHUNK):
-            chunk = list(texts[start : start + ENCODE_CHUNK])
-            if spec is not None:
-                ids = _token_lists(model, chunk)
-                lengths = [len(x) for x in ids]
-            else:
-                features = model.preprocess(chunk)
-                mask = features["attention_mask"]
-                lengths = mask.sum(1).tolist()
-            kept = []
-            for rows in budget_batches(lengths, tokens, max_pairs=16 * batch_size):
-                width = max(lengths[i] for i in rows)
-                if spec is not None:
-                    batch = _padded([ids[i] for i in rows], width, spec)
-                else:
-                    index = torch.tensor(rows)
-                    batch = {
-                        k: (v[index, :width] if v.shape == mask.shape else v[index])
-                        if isinstance(v, Tensor) and v.ndim and v.shape[0] == len(chunk)
-                        else v
-                        for k, v in features.items()
-                    }
-                batch = {
-                    k: v.to(model.device, non_blocking=True) if isinstance(v, Tensor) else v
-                    for k, v in batch.items()
-                }
-                kept.append((rows, model(batch)["sentence_embedding"]))
-            out = torch.empty((len(chunk), kept[0][1].shape[1]), dtype=torch.float32, device=model.device)
-            for rows, emb in kept:
-                out[torch.tensor(rows, device=model.device)] = emb.float()
-            parts.append(out.cpu().numpy())
+    for _, kept in chunks:
+        first = kept[0][1]["sentence_embedding"]
+        out = torch.empty(
+            (sum(len(r) for r, _ in kept), first.shape[1]), dtype=torch.float32, device=first.device
+        )
+        for rows, features in kept:
+            out[torch.from_numpy(rows).to(first.device)] = features["sentence_embedding"].float()
+        parts.append(out.cpu().numpy())
     return np.concatenate(parts) if parts else None
 
 

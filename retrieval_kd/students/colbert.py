@@ -24,13 +24,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from retrieval_kd.errors import RkdError
 from retrieval_kd.models import pick_device, resolve_model
 from retrieval_kd.protocols import TrainingScores
-from retrieval_kd.students._shared import read_meta, save_student, weights_hash
+from retrieval_kd.students._shared import budgeted_outputs, read_meta, save_student, weights_hash
 from retrieval_kd.students.maxsim import TokenVectors, maxsim
 
 QUERY_LENGTH = 32  # ColBERTv2's query_maxlen
@@ -183,14 +184,33 @@ class ColbertStudent:
     # -- encoding ------------------------------------------------------------------------------
 
     def encode_queries(self, texts: Sequence[str], batch_size: int = 32) -> TokenVectors:
-        """Shapes: texts[N] → TokenVectors (T, dim), one run of token vectors per query."""
-        out = self.model.encode_query(list(texts), batch_size=batch_size, convert_to_numpy=True)
-        return TokenVectors.from_list(out)
+        """Shapes: texts[N] → TokenVectors (T, dim), one run of token vectors per query
+        (token-budget batches, :func:`~retrieval_kd.students._shared.budgeted_outputs`)."""
+        return self._encode(texts, batch_size, "query")
 
     def encode_documents(self, texts: Sequence[str], batch_size: int = 32) -> TokenVectors:
         """Shapes: texts[N] → TokenVectors (T, dim), one run of token vectors per document."""
-        out = self.model.encode_document(list(texts), batch_size=batch_size, convert_to_numpy=True)
-        return TokenVectors.from_list(out)
+        return self._encode(texts, batch_size, "document")
+
+    def _encode(self, texts: Sequence[str], batch_size: int, task: str) -> TokenVectors:
+        """What ``encode_query`` / ``encode_document`` give (each text's token vectors under its
+        scoring mask), from token-budget batches whose vectors are gathered on the device and
+        copied back once per chunk."""
+        chunks = budgeted_outputs(self.model, texts, batch_size, task) if len(texts) else None
+        if chunks is None:
+            encode = self.model.encode_query if task == "query" else self.model.encode_document
+            return TokenVectors.from_list(encode(list(texts), batch_size=batch_size, convert_to_numpy=True))
+        vectors, lengths = [], np.zeros(len(texts), dtype=np.int64)
+        for start, kept in chunks:
+            order = np.concatenate([rows for rows, _ in kept])
+            masks = [out["attention_mask"].bool() for _, out in kept]
+            flat = torch.cat([out["token_embeddings"][m] for (_, out), m in zip(kept, masks, strict=True)])
+            counts = torch.cat([m.sum(1) for m in masks]).cpu().numpy()
+            runs = np.split(flat.float().cpu().numpy(), np.cumsum(counts)[:-1])
+            by_row = [runs[i] for i in np.argsort(order)]  # chunk order
+            vectors += by_row
+            lengths[start : start + len(by_row)] = [len(r) for r in by_row]
+        return TokenVectors(np.concatenate(vectors), lengths)
 
     def _forward(self, model: Any, texts: Sequence[str], task: str) -> tuple[Tensor, Tensor]:
         """Shapes: texts[N] → token vectors (N, L, dim) and their scoring mask (N, L), with

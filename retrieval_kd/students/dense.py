@@ -117,14 +117,14 @@ class DenseStudent:
 
     def encode_queries(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         """Shapes: texts[N] → float32[N, dim] (token-budget batches, :func:`encode_budgeted`)."""
-        out = encode_budgeted(self.model, texts, batch_size) if len(texts) else None
+        out = encode_budgeted(self.model, texts, batch_size, "query") if len(texts) else None
         if out is None:
             out = self.model.encode_query(list(texts), batch_size=batch_size, convert_to_numpy=True)
         return np.asarray(out, dtype=np.float32)
 
     def encode_documents(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         """Shapes: texts[N] → float32[N, dim] (token-budget batches, :func:`encode_budgeted`)."""
-        out = encode_budgeted(self.model, texts, batch_size) if len(texts) else None
+        out = encode_budgeted(self.model, texts, batch_size, "document") if len(texts) else None
         if out is None:
             out = self.model.encode_document(list(texts), batch_size=batch_size, convert_to_numpy=True)
         return np.asarray(out, dtype=np.float32)

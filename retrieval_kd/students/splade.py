@@ -26,6 +26,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -33,7 +34,14 @@ from retrieval_kd.errors import RkdError
 from retrieval_kd.models import pick_device, resolve_model
 from retrieval_kd.protocols import TrainingScores
 from retrieval_kd.students import inference_free as ifree
-from retrieval_kd.students._shared import embed, group_scores, read_meta, save_student, weights_hash
+from retrieval_kd.students._shared import (
+    budgeted_outputs,
+    embed,
+    group_scores,
+    read_meta,
+    save_student,
+    weights_hash,
+)
 from retrieval_kd.students.sparse_vectors import FINAL_WINDOW, ActiveTerms, sparse_score_matrix, to_csr
 
 if TYPE_CHECKING:
@@ -215,13 +223,40 @@ class SpladeStudent:
     def encode_queries(self, texts: Sequence[str], batch_size: int = 32) -> sp.csr_matrix:
         """Shapes: texts[N] → float32 csr_matrix[N, vocab]. An inference-free model looks the
         query tokens' weights up (its ``query`` route) and runs no transformer."""
-        out = self.model.encode_query(list(texts), batch_size=batch_size, convert_to_sparse_tensor=True)
-        return to_csr(out, self.dim)
+        return self._encode(texts, batch_size, "query")
 
     def encode_documents(self, texts: Sequence[str], batch_size: int = 32) -> sp.csr_matrix:
-        """Shapes: texts[N] → float32 csr_matrix[N, vocab]."""
-        out = self.model.encode_document(list(texts), batch_size=batch_size, convert_to_sparse_tensor=True)
-        return to_csr(out, self.dim)
+        """Shapes: texts[N] → float32 csr_matrix[N, vocab] (token-budget batches,
+        :func:`~retrieval_kd.students._shared.budgeted_outputs`)."""
+        return self._encode(texts, batch_size, "document")
+
+    def _encode(self, texts: Sequence[str], batch_size: int, task: str) -> sp.csr_matrix:
+        """What ``encode_query`` / ``encode_document`` give, from token-budget batches made sparse
+        on the device and copied back once per chunk (an inference-free model's Router takes
+        sentence-transformers' own path)."""
+        import scipy.sparse as sp
+        from sentence_transformers.util.tensor import select_max_active_dims
+
+        chunks = budgeted_outputs(self.model, texts, batch_size, task) if len(texts) else None
+        if chunks is None:
+            encode = self.model.encode_query if task == "query" else self.model.encode_document
+            return to_csr(encode(list(texts), batch_size=batch_size, convert_to_sparse_tensor=True), self.dim)
+        limit = self.model.max_active_dims  # what SparseEncoder.encode applies after the forward
+        rows, cols, values = [], [], []
+        for start, kept in chunks:
+            for order, out in kept:
+                dense = select_max_active_dims(out["sentence_embedding"], limit)
+                r, c = dense.nonzero(as_tuple=True)
+                rows.append(torch.from_numpy(order + start)[r.cpu()])
+                cols.append(c.cpu())
+                values.append(dense[r, c].float().cpu())
+        out = sp.csr_matrix(
+            (torch.cat(values).numpy(), (torch.cat(rows).numpy(), torch.cat(cols).numpy())),
+            shape=(len(texts), self.dim),
+            dtype=np.float32,
+        )
+        out.eliminate_zeros()
+        return out
 
     def scores(self, query_batch: Sequence[str], doc_groups: Sequence[Sequence[str]]) -> Tensor:
         """Shapes: query_batch[B], doc_groups[B][1+n] → Tensor[B, 1+n] (with gradients)."""

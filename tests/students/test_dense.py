@@ -67,7 +67,6 @@ def test_missing_model_path_is_clear(tmp_path: Path) -> None:
 
 
 def test_budgeted_encoding_equals_sentence_transformers(tiny_model: Path) -> None:
-    from retrieval_kd.students import _shared
     from retrieval_kd.students.dense import DenseStudent
 
     student = DenseStudent.from_pretrained(str(tiny_model), device="cpu")
@@ -91,9 +90,6 @@ def test_budgeted_encoding_equals_sentence_transformers(tiny_model: Path) -> Non
     assert sum(rows for rows, _ in calls) == 70
     queries = student.encode_queries(texts[:9], batch_size=2)
     assert np.abs(queries - student.model.encode_query(texts[:9], convert_to_numpy=True)).max() < 1e-5
-    # a model with a prompt is left to sentence-transformers, which prepends it
-    student.model.prompts = {"query": "query: ", "document": ""}
-    assert _shared.encode_budgeted(student.model, texts, 4) is None
 
 
 def test_list_tokenizing_is_checked_and_falls_back_to_preprocess(tiny_model: Path) -> None:
@@ -104,7 +100,7 @@ def test_list_tokenizing_is_checked_and_falls_back_to_preprocess(tiny_model: Pat
     student = DenseStudent.from_pretrained(str(tiny_model), device="cpu")
     reference = student.model.encode_document(texts, batch_size=4, convert_to_numpy=True)
     assert np.abs(student.encode_documents(texts, batch_size=4) - reference).max() < 1e-5
-    spec = _shared._LIST_TOKENS[student.model]
+    spec = _shared._LIST_TOKENS[student.model][None, "document"]
     assert spec is not None and spec["types"] and spec["extra"] == {"modality": "text"}
 
     # a tokenizer step whose ids differ from the plain tokenizer's (as a lowercasing or a
@@ -122,7 +118,7 @@ def test_list_tokenizing_is_checked_and_falls_back_to_preprocess(tiny_model: Pat
 
     model.preprocess = shifted  # type: ignore[method-assign]
     got = other.encode_documents(texts, batch_size=4)
-    assert _shared._LIST_TOKENS[model] is None
+    assert _shared._LIST_TOKENS[model][None, "document"] is None
     assert len(calls) == 2  # the check's sample, then the one chunk
     shifted_reference = model.encode_document(texts, batch_size=4, convert_to_numpy=True)
     assert np.abs(got - shifted_reference).max() < 1e-5
