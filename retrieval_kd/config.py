@@ -221,6 +221,7 @@ class IndexConfig(_Section):
     kind: Name | None = None
     batch_size: PositiveInt = 32
     options: Options = Field(default_factory=dict)
+    dtype: Dtype = "float32"  # the students' weights while encoding (queries follow the index)
 
 
 class EvalSystemConfig(_Section):

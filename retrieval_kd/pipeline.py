@@ -222,6 +222,7 @@ def run_recipe(
                     student_kind=c.mine.kind if first_stage else None,
                     max_seq_length=c.mine.max_seq_length if first_stage else None,
                     reuse=(out / "mine" / "index",) if first_stage else (),
+                    dtype="float32" if first_stage else c.index.dtype,
                 ),
                 progress,
             ),

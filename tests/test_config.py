@@ -91,7 +91,7 @@ def test_defaults(tmp_path: Path) -> None:
         "save_total_limit": 2,
         "args": {},
     }
-    assert cfg.index.to_json() == {"kind": None, "batch_size": 32, "options": {}}
+    assert cfg.index.to_json() == {"kind": None, "batch_size": 32, "options": {}, "dtype": "float32"}
     assert cfg.eval.to_json() == {
         "metrics": ["ndcg@10", "recall@100", "mrr@10"],
         "k": 100,

@@ -273,6 +273,9 @@ def index(
         list[str] | None, typer.Option("--option", help="KEY=VALUE index option (repeatable)")
     ] = None,
     batch_size: BatchOpt = 32,
+    dtype: Annotated[
+        str, typer.Option(help="encoder weights: float32, bfloat16 or float16 (on a GPU); queries follow")
+    ] = "float32",
 ) -> None:
     """Encode a corpus with a student into an index of its kind (FAISS for dense; GPU when
     faiss or torch sees one)."""
@@ -282,7 +285,7 @@ def index(
     if factory is not None:
         options["factory"] = factory
     with progress() as p:
-        result = index_stage(IndexStage(model, dataset, out_dir, kind, options, batch_size), p)
+        result = index_stage(IndexStage(model, dataset, out_dir, kind, options, batch_size, dtype=dtype), p)
     out.print(result.message(), soft_wrap=True, highlight=False)
 
 

@@ -74,7 +74,7 @@ def parse_index_spec(spec: str) -> tuple[str, Path]:
     return name, Path(folder)
 
 
-def open_retriever(path: Path, cache: dict[tuple[str, Any, Any], Any] | None = None) -> Retriever:
+def open_retriever(path: Path, cache: dict[tuple[Any, ...], Any] | None = None) -> Retriever:
     """The index at ``path`` with the query encoder its manifest records.
 
     Args:
@@ -87,6 +87,7 @@ def open_retriever(path: Path, cache: dict[tuple[str, Any, Any], Any] | None = N
     """
     from retrieval_kd.api import Retriever
     from retrieval_kd.indexes import load_index
+    from retrieval_kd.stages.index import recorded_dtype
     from retrieval_kd.students import open_student
 
     index = load_index(path)
@@ -95,7 +96,13 @@ def open_retriever(path: Path, cache: dict[tuple[str, Any, Any], Any] | None = N
         raise RkdError(f"{path}: the index records no query encoder (manifest 'student_path'); rebuild it")
     kind = index.manifest.get("student_kind")
     limit = index.manifest.get("student_max_seq_length")
-    key = (model, kind if isinstance(kind, str) else None, limit if isinstance(limit, int) else None)
+    key = (
+        model,
+        kind if isinstance(kind, str) else None,
+        limit if isinstance(limit, int) else None,
+        "auto",
+        recorded_dtype(index.manifest),
+    )
     cache = {} if cache is None else cache
     if key not in cache:
         try:

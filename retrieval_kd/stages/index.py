@@ -24,9 +24,11 @@ def index_fingerprint(
     max_seq_length: int | None,
     kind: str | None,
     options: Mapping[str, Any],
+    dtype: str = "float32",
 ) -> str:
-    """What identifies an index: the encoder (weights, family, token limit), the corpus and the
-    index settings."""
+    """What identifies an index: the encoder (weights, family, token limit, dtype), the corpus
+    and the index settings (float32, the default, leaves the fingerprints of older indexes as
+    they were)."""
     return hash_json(
         {
             "student": student_hash,
@@ -35,6 +37,7 @@ def index_fingerprint(
             "max_seq_length": max_seq_length,
             "kind": kind,
             "options": dict(options),
+            **({"dtype": dtype} if dtype != "float32" else {}),
         }
     )
 
@@ -52,6 +55,8 @@ class IndexStage:
         student_kind: how to open ``model`` when it is not a saved rkd student.
         max_seq_length: the encoder's token limit when opened fresh (None: the model's own).
         reuse: index folders to adopt (hard-linked) when they already are this exact index.
+        dtype: the encoder's weights while encoding (``bfloat16`` on a GPU: issue 13); the
+            manifest records it, and queries are encoded the same way.
     """
 
     model: str
@@ -63,6 +68,7 @@ class IndexStage:
     student_kind: str | None = None
     max_seq_length: int | None = None
     reuse: tuple[Path, ...] = ()
+    dtype: str = "float32"
 
 
 def index_stage(config: IndexStage, progress: Progress | None = None) -> StageResult:
@@ -81,6 +87,7 @@ def index_stage(config: IndexStage, progress: Progress | None = None) -> StageRe
         config.max_seq_length,
         config.kind,
         config.options,
+        config.dtype,
     )
     if all_agree(lambda: stage_fingerprint(config.out) == fp):
         return StageResult("index", config.out, fp, False, "")
@@ -91,7 +98,7 @@ def index_stage(config: IndexStage, progress: Progress | None = None) -> StageRe
     if adopted is not None:
         barrier()
         return StageResult("index", config.out, fp, True, f"reused {adopted} → {config.out}")
-    student = open_student(config.model, config.student_kind, config.max_seq_length)
+    student = open_student(config.model, config.student_kind, config.max_seq_length, dtype=config.dtype)
     if not isinstance(student, Encoder) or student.role != "encoder":
         raise RkdError(
             f"{config.model}: a {student.kind} student is a {student.role}; only encoders build an index"
@@ -103,6 +110,7 @@ def index_stage(config: IndexStage, progress: Progress | None = None) -> StageRe
     index.manifest["student_path"] = student_source(config.model)
     index.manifest["student_kind"] = student.kind  # how evaluation reopens the query encoder
     index.manifest["student_max_seq_length"] = config.max_seq_length
+    index.manifest["student_dtype"] = config.dtype
     with building(config.out) as tmp:
         with phases.span("write"):
             index.save(tmp)
@@ -121,6 +129,13 @@ def index_stage(config: IndexStage, progress: Progress | None = None) -> StageRe
         f"{index.kind}, student {student.fingerprint()} → {config.out}\n"
         f"  {phases.summary(len(dataset.docs), 'docs')}; {size(build['bytes'])} on disk{qps}",
     )
+
+
+def recorded_dtype(manifest: Mapping[str, Any]) -> str:
+    """The dtype an index's documents were encoded in, which its queries are encoded in too
+    (``float32`` for indexes that predate the record)."""
+    value = manifest.get("student_dtype")
+    return value if isinstance(value, str) else "float32"
 
 
 QPS_QUERIES = 200

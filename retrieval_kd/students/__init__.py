@@ -68,20 +68,33 @@ def load_student(path: str | Path, device: str = "auto") -> Student:
 
 
 def open_student(
-    model: str | Path, kind: str | None = None, max_seq_length: int | None = None, device: str = "auto"
+    model: str | Path,
+    kind: str | None = None,
+    max_seq_length: int | None = None,
+    device: str = "auto",
+    dtype: str = "float32",
 ) -> Student:
     """A saved rkd student as saved (its ``rkd.json`` names the kind), or any other model folder
     / hub id as a fresh student of ``kind`` (default dense): how a first-stage retriever, or the
-    query encoder an index records, is opened. ``max_seq_length`` overrides the token limit."""
+    query encoder an index records, is opened. ``max_seq_length`` overrides the token limit;
+    ``dtype`` (``bfloat16``, ``float16``) casts the weights for encoding, which changes the
+    fingerprint with them (it hashes the weights as they are)."""
+    from retrieval_kd.models import torch_dtype
+
+    cast = torch_dtype(dtype)  # checks the name before a slow load
     folder = Path(model)
     if not (folder / "rkd.json").is_file():
         if kind is None and not folder.exists() and str(model) in STUDENTS and not needs_model(str(model)):
             kind = str(model)  # a retriever without weights is named by its kind: "bm25"
-        return build_student(kind or "dense", str(model), max_seq_length=max_seq_length, device=device)
-    student = load_student(folder, device=device)
-    if max_seq_length is not None and student.model.max_seq_length != max_seq_length:
-        student.model.max_seq_length = max_seq_length
-        student.weights_changed()  # the fingerprint covers the token limit
+        student = build_student(kind or "dense", str(model), max_seq_length=max_seq_length, device=device)
+    else:
+        student = load_student(folder, device=device)
+        if max_seq_length is not None and student.model.max_seq_length != max_seq_length:
+            student.model.max_seq_length = max_seq_length
+            student.weights_changed()  # the fingerprint covers the token limit
+    if dtype != "float32" and getattr(student, "model", None) is not None:
+        student.model.to(cast)  # every family returns float32 vectors whatever its weights
+        student.weights_changed()
     return student
 
 

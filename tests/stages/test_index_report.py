@@ -78,3 +78,38 @@ def test_timed_preprocess_times_the_tokenizer_and_leaves_the_model_as_it_was(tin
         assert len(calls) == 1 and set(phases.seconds) == {"tokenize"}
     finally:
         type(model).preprocess = original  # type: ignore[method-assign]
+
+
+def test_rkd_index_dtype_is_recorded_and_queries_follow_it(
+    tiny_beir: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    import numpy as np
+    import torch
+
+    from retrieval_kd.artifacts import stage_fingerprint
+    from retrieval_kd.serve.systems import open_retriever
+
+    dataset = f"{tiny_beir}:test"
+    runner = CliRunner()
+    for dtype in ("float32", "bfloat16"):
+        args = ["index", "-m", str(tiny_model), "-d", dataset, "-o", str(tmp_path / dtype), "--dtype", dtype]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+    full, half = (json.loads((tmp_path / d / "manifest.json").read_text()) for d in ("float32", "bfloat16"))
+    assert full["student_dtype"] == "float32" and half["student_dtype"] == "bfloat16"
+    assert stage_fingerprint(tmp_path / "float32") != stage_fingerprint(tmp_path / "bfloat16")
+    # the query encoder is reopened in the dtype the index records
+    a, b = open_retriever(tmp_path / "float32"), open_retriever(tmp_path / "bfloat16")
+    assert next(b.student.model.parameters()).dtype == torch.bfloat16  # type: ignore[attr-defined]
+    assert a.student.fingerprint() != b.student.fingerprint()  # it hashes the weights as they are
+    texts = [d.full_text() for d in load_dataset(dataset).docs.values()]
+    va, vb = a.student.encode_documents(texts), b.student.encode_documents(texts)  # type: ignore[attr-defined]
+    assert va.dtype == vb.dtype == np.float32 and 0 < np.abs(va - vb).max() < 0.05
+    assert ((va * vb).sum(1) / np.linalg.norm(va, axis=1) / np.linalg.norm(vb, axis=1)).min() > 0.999
+    assert len(b.search(["why does iron rust"], k=3)["q0"]) == 3
+
+    bad = runner.invoke(
+        app, ["index", "-m", str(tiny_model), "-d", dataset, "-o", str(tmp_path / "x"), "--dtype", "fp8"]
+    )
+    assert bad.exit_code == 2, bad.output
+    assert "unknown dtype 'fp8'; choose from ['float32', 'bfloat16', 'float16']" in bad.output
