@@ -130,10 +130,18 @@ class CausalLM:
 
     def truncate(self, text: str, max_tokens: int | None) -> str:
         """``text`` cut to its first ``max_tokens`` tokens (``None``: whole)."""
-        if max_tokens is None:
-            return text
-        ids = self.tokenizer.encode(text, add_special_tokens=False)
-        return text if len(ids) <= max_tokens else str(self.tokenizer.decode(ids[:max_tokens]))
+        return self.truncate_all([text], max_tokens)[0]
+
+    def truncate_all(self, texts: Sequence[str], max_tokens: int | None) -> list[str]:
+        """Each text cut to its first ``max_tokens`` tokens (``None``: whole), tokenized in one
+        batched call (as :meth:`encode`) and only the cut ones decoded."""
+        if max_tokens is None or not texts:
+            return list(texts)
+        ids = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        return [
+            text if len(x) <= max_tokens else str(self.tokenizer.decode(x[:max_tokens]))
+            for text, x in zip(texts, ids, strict=True)
+        ]
 
     def encode(self, prompts: Sequence[str]) -> list[list[int]]:
         """Token ids of each full prompt (special tokens already in the chat template's text).
@@ -172,10 +180,13 @@ class CausalLM:
     def generate(self, prompts: Sequence[str], max_new_tokens: int) -> list[list[int]]:
         """Each prompt's token ids followed by up to ``max_new_tokens`` greedily generated ones
         (an end-of-turn token and anything after it dropped)."""
+        return self.generate_encoded(self.encode(prompts), max_new_tokens)
+
+    def generate_encoded(self, encoded: Sequence[list[int]], max_new_tokens: int) -> list[list[int]]:
+        """:meth:`generate` of already tokenized prompts."""
         import torch
 
-        encoded = self.encode(prompts)
-        out: list[list[int]] = [[] for _ in prompts]
+        out: list[list[int]] = [[] for _ in encoded]
         order = sorted(range(len(encoded)), key=lambda i: (len(encoded[i]), i))
         stop = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}
         with torch.inference_mode():

@@ -137,18 +137,11 @@ class LlmPairwiseTeacher:
         return 2 * sum(n_docs - 1 - p for p in range(min(self.passes, n_docs - 1)))
 
     def prompts(self, queries: Sequence[str], first: Sequence[str], second: Sequence[str]) -> list[str]:
-        cut = self.llm.truncate
+        a_kept = self.llm.truncate_all(first, self.max_length)
+        b_kept = self.llm.truncate_all(second, self.max_length)
         return [
-            self.llm.prompt(
-                fill(
-                    self.template,
-                    "template",
-                    query=q,
-                    passage_a=cut(a, self.max_length),
-                    passage_b=cut(b, self.max_length),
-                )
-            )
-            for q, a, b in zip(queries, first, second, strict=True)
+            self.llm.prompt(fill(self.template, "template", query=q, passage_a=a, passage_b=b))
+            for q, a, b in zip(queries, a_kept, b_kept, strict=True)
         ]
 
     def prompt_tokens(self, queries: Sequence[str], first: Sequence[str], second: Sequence[str]) -> int:

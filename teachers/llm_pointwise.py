@@ -67,6 +67,10 @@ class LlmPointwiseTeacher:
         self.ids = [self.llm.token_id(yes, "yes"), self.llm.token_id(no, "no")]
         self.reasoning_tokens = reasoning_tokens
         self.answer_prompt = answer_prompt
+        # score_pairs tokenizes the next stored part in a thread while this one computes (its
+        # _Prefetch) when this is set: on a GPU the forward passes wait for no prompt; on a CPU
+        # they use every core and the thread would compete
+        self.prepare_ahead = self.llm.device.startswith("cuda")
         self._fingerprint = self.llm.fingerprint(
             kind=self.kind,
             template=template,
@@ -90,11 +94,10 @@ class LlmPointwiseTeacher:
 
     def prompts(self, queries: Sequence[str], passages: Sequence[str]) -> list[str]:
         """The full prompt text of each pair (chat template applied)."""
+        kept = self.llm.truncate_all(passages, self.max_length)
         return [
-            self.llm.prompt(
-                fill(self.template, "template", query=q, passage=self.llm.truncate(p, self.max_length))
-            )
-            for q, p in zip(queries, passages, strict=True)
+            self.llm.prompt(fill(self.template, "template", query=q, passage=p))
+            for q, p in zip(queries, kept, strict=True)
         ]
 
     def prompt_tokens(self, queries: Sequence[str], passages: Sequence[str]) -> int:
@@ -103,11 +106,18 @@ class LlmPointwiseTeacher:
 
     def score(self, queries: Sequence[str], passages: Sequence[str]) -> np.ndarray:
         """Shapes: queries[N], passages[N] → float32[N], logit(yes) − logit(no)."""
-        prompts = self.prompts(queries, passages)
+        return self.score_prepared(self.prepare(queries, passages))
+
+    def prepare(self, queries: Sequence[str], passages: Sequence[str]) -> list[list[int]]:
+        """Everything before the forward passes, on the CPU: prompts filled, wrapped in the chat
+        template and tokenized (what ``score_pairs`` runs ahead for the next part)."""
+        return self.llm.encode(self.prompts(queries, passages))
+
+    def score_prepared(self, encoded: list[list[int]]) -> np.ndarray:
+        """:meth:`score` of :meth:`prepare`'s token ids."""
         if self.reasoning_tokens:
-            thought = self.llm.generate(prompts, self.reasoning_tokens)
+            thought = self.llm.generate_encoded(encoded, self.reasoning_tokens)
             suffix = self.llm.tokenizer.encode(self.answer_prompt, add_special_tokens=False)
-            logits = self.llm.logits_of([t + suffix for t in thought], self.ids)
-        else:
-            logits = self.llm.last_logits(prompts, self.ids)
+            encoded = [t + suffix for t in thought]
+        logits = self.llm.logits_of(encoded, self.ids)
         return np.asarray(logits[:, 0] - logits[:, 1], dtype=np.float32)

@@ -108,3 +108,37 @@ def test_weights_are_hashed_once_then_remembered(tiny_lm: Path, monkeypatch: pyt
     monkeypatch.setattr(fingerprint, "hash_file", lambda p, *a: read.append(p) or real(p, *a))
     assert build_teacher("llm-pointwise", str(tiny_lm), device="cpu").fingerprint() == first
     assert read == []  # no weight byte read again
+
+
+def test_score_pairs_tokenizes_the_next_part_ahead_with_the_same_scores(
+    tiny_lm: Path, tmp_path: Path
+) -> None:
+    from retrieval_kd.scores.scoring import score_pairs
+    from retrieval_kd.scores.store import ScoreStore
+    from retrieval_kd.timing import Phases
+    from retrieval_kd.types import Pair
+
+    teacher = build_teacher("llm-pointwise", str(tiny_lm), batch_size=2, device="cpu", max_length=4)
+    assert teacher.prepare_ahead is False  # on a CPU the forward passes take every core
+    queries = {f"q{i}": q for i, q in enumerate(QUERIES)}
+    docs = {f"d{i}": p for i, p in enumerate(PASSAGES)}
+    pairs = [Pair(q, d) for q in queries for d in docs]
+    stored = {}
+    for ahead in (False, True):
+        teacher.prepare_ahead = ahead
+        phases = Phases()
+        with ScoreStore.open(tmp_path / str(ahead), teacher.fingerprint(), teacher.spec()) as store:
+            assert score_pairs(store, teacher, pairs, queries, docs, batch_size=2, phases=phases) == 9
+        stored[ahead] = ScoreStore.load(tmp_path / str(ahead), teacher.fingerprint()).lookup(pairs)
+        assert ("tokenize" in phases.seconds) == ahead  # the wait for the part prepared ahead
+    np.testing.assert_array_equal(stored[True], stored[False])
+    # passages cut to 4 tokens in one batched call, as one at a time
+    tok = teacher.llm.tokenizer
+    cut = [
+        p if len(x) <= 4 else tok.decode(x[:4])
+        for p in PASSAGES
+        for x in [tok.encode(p, add_special_tokens=False)]
+    ]
+    assert teacher.llm.truncate_all(PASSAGES, 4) == cut and cut[2] != PASSAGES[2]
+    want = direct(tiny_lm, [QUERIES[0]] * 3, cut)
+    np.testing.assert_allclose(stored[True][:3], want, atol=2e-5)
