@@ -15,7 +15,9 @@ Sections, each a ratio against a baseline measured in the same process:
    + 4 × layers × tokens² × hidden (QKᵀ and AV), over the pairs' real (unpadded) tokens.
 3. **Dense encoding** of the corpus: plain ``encode_document`` (fp32, batch 32) against rkd's
    ``DenseStudent.encode_documents``, and sentence-transformers with bf16 weights at batch 256.
-4. **ColBERT**: the distilled student's token vectors of the corpus in exact MaxSim (rkd's
+4. **Corpus encoding of the other families** (``--colbert``, ``--splade``): plain
+   ``encode_document`` against rkd's ``encode_documents`` in fp32 and with ``--dtype bfloat16``.
+5. **ColBERT**: the distilled student's token vectors of the corpus in exact MaxSim (rkd's
    ``maxsim`` index, on the GPU) and in fast-plaid (``fast-plaid`` index kind, on the GPU):
    recall of the exact top 10, bytes against float16 vectors, queries per second, at the
    corpus' size and grown copies of it (benchmarks/colbert_plaid.py's ``grown``).
@@ -53,12 +55,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--reranker", type=Path, help="a cross-encoder folder with a trained head")
     p.add_argument("--dense", type=Path, help="a dense student folder")
     p.add_argument("--colbert", type=Path, help="a ColBERT student folder")
+    p.add_argument("--splade", type=Path, help="a SPLADE student folder (corpus encoding rows)")
     p.add_argument("--out", type=Path, required=False)
     p.add_argument("--pairs", type=int, default=0, help="score only the first N pairs (0: all)")
     p.add_argument("--rounds", type=int, default=2, help="interleaved rounds of the rkd rows")
     p.add_argument("--docs", type=int, default=0, help="encode only the first N documents (0: all)")
     p.add_argument("--growth", default="1,2,4", help="ColBERT corpus sizes, as multiples")
-    p.add_argument("--skip", default="", help="sections to skip: scoring,dense,colbert")
+    p.add_argument("--skip", default="", help="sections to skip: scoring,dense,encoding,colbert")
     p.add_argument("--device", default="cuda", help="cuda (cpu: a smoke run of the script itself)")
     return p.parse_args()
 
@@ -163,12 +166,14 @@ def scoring(args: argparse.Namespace, pack: dict[str, Any], peak: float, tmp: Pa
     del model
     torch.cuda.empty_cache()
 
-    variants = (  # dtype, token budget per batch (× 512), pairs per stored part, prepare ahead
-        ("float32", 32, 512, True),
-        ("bfloat16", 256, 4096, True),
-        ("bfloat16", 256, 4096, False),
-        ("bfloat16", 256, 1024, True),
-        ("bfloat16", 256, 16384, True),
+    # dtype, token budget per batch (× 512), pairs per stored part, prepare ahead, width multiple
+    variants = (
+        ("float32", 32, 512, True, 1),
+        ("bfloat16", 256, 4096, True, 1),
+        ("bfloat16", 256, 4096, False, 1),
+        ("bfloat16", 256, 4096, True, 8),
+        ("bfloat16", 256, 1024, True, 1),
+        ("bfloat16", 256, 16384, True, 1),
     )
     teachers = {}
     for dtype, batch, *_ in variants:
@@ -185,37 +190,55 @@ def scoring(args: argparse.Namespace, pack: dict[str, Any], peak: float, tmp: Pa
     sync()
     best: dict[str, float] = {}
     for round_no in range(args.rounds):  # interleaved rounds, best of each kept: a noisy host moves all alike
-        for dtype, batch, part, ahead in variants:
+        for dtype, batch, part, ahead, multiple in variants:
             teacher = teachers[dtype, batch]
             teacher.prepare_ahead = ahead
+            teacher.pad_to_multiple_of = multiple
             teacher._assembler._cache.clear()  # every round tokenizes from scratch
-            root = tmp / f"store-{dtype}-{part}-{ahead}-{round_no}"
+            root = tmp / f"store-{dtype}-{part}-{ahead}-{multiple}-{round_no}"
             phases = Phases()
             t0 = time.perf_counter()
             with ScoreStore.open(root, teacher.fingerprint(), teacher.spec()) as store:
                 score_pairs(store, teacher, pairs, queries, docs, batch_size=part, phases=phases)
             seconds = time.perf_counter() - t0
             name = f"rkd score_pairs+store {dtype} budget {batch}x512 part {part}"
-            name += " prepared ahead" * ahead
+            name += " prepared ahead" * ahead + f" widths x{multiple}" * (multiple > 1)
             if seconds < best.get(name, float("inf")):
                 best[name] = seconds
                 scores = ScoreStore.load(root, teacher.fingerprint()).lookup(pairs)
                 row(name, seconds, scores, phases={k: round(v, 3) for k, v in phases.seconds.items()})
     teacher = teachers["bfloat16", 256]
-    # the ceiling of this forward path: every batch prepared first, only the GPU part timed
-    started = time.perf_counter()
-    prepared = teacher.prepare([queries[p.query_id] for p in pairs], [docs[p.doc_id] for p in pairs])
-    prepare_s = time.perf_counter() - started
-    sync()
-    t0 = time.perf_counter()
-    forward = teacher.score_prepared(prepared)
-    sync()
-    row(
-        "rkd forward passes only (prepared beforehand), bf16",
-        time.perf_counter() - t0,
-        forward,
-        prepare_seconds=round(prepare_s, 3),
-    )
+    # the ceiling of this forward path: every batch prepared first, only the GPU part timed; the
+    # same with widths padded to multiples of 8, and with the body compiled (torch.compile,
+    # dynamic shapes; its compile time is reported apart, the best of 3 passes after it)
+    texts_q, texts_d = [queries[p.query_id] for p in pairs], [docs[p.doc_id] for p in pairs]
+    for multiple, compiled in ((1, False), (8, False), (8, True)):
+        teacher.pad_to_multiple_of = multiple
+        started = time.perf_counter()
+        prepared = teacher.prepare(texts_q, texts_d)
+        prepare_s = time.perf_counter() - started
+        extra: dict[str, Any] = {"prepare_seconds": round(prepare_s, 3)}
+        if compiled:
+            body = teacher.model.model  # the transformers model; its forward is what is compiled
+            body.forward = torch.compile(body.forward, dynamic=True)
+            sync()
+            t0 = time.perf_counter()
+            teacher.score_prepared(prepared)
+            sync()
+            extra["compile_and_first_pass_seconds"] = round(time.perf_counter() - t0, 2)
+        best_s, forward = float("inf"), None
+        for _ in range(3 if compiled else 1):
+            sync()
+            t0 = time.perf_counter()
+            out = teacher.score_prepared(prepared)
+            sync()
+            if time.perf_counter() - t0 < best_s:
+                best_s, forward = time.perf_counter() - t0, out
+        label = "rkd forward passes only (prepared beforehand), bf16"
+        label += f", widths x{multiple}" * (multiple > 1) + ", torch.compile" * compiled
+        row(label, best_s, forward, **extra)
+        if compiled:
+            del body.forward  # the class's own forward again
     del teachers, teacher
     torch.cuda.empty_cache()
     base = rows["plain CrossEncoder.predict fp32 b32"]
@@ -278,13 +301,18 @@ def dense(args: argparse.Namespace, pack: dict[str, Any]) -> dict[str, Any]:
     reference = st.encode_document(texts, batch_size=32, convert_to_numpy=True)
     max_diff = float(np.abs(student.encode_documents(texts, batch_size=32) - reference).max())
     st.to(torch.bfloat16)
-    student.model.to(torch.bfloat16)
+    half = open_student(
+        args.dense, device=DEVICE, dtype="bfloat16"
+    )  # what `rkd index --dtype bfloat16` opens
     seconds["plain encode_document bf16 weights b256"] = timed(
         lambda t: st.encode_document(t, batch_size=256, convert_to_numpy=True)
     )
-    seconds["rkd encode_documents bf16 weights b128"] = timed(
-        lambda t: student.encode_documents(t, batch_size=128)
+    seconds["rkd encode_documents bf16 weights b128 (--dtype bfloat16)"] = timed(
+        lambda t: half.encode_documents(t, batch_size=128)
     )
+    bf16 = half.encode_documents(texts, batch_size=128)
+    cosine = (bf16 * reference).sum(1) / np.linalg.norm(bf16, axis=1) / np.linalg.norm(reference, axis=1)
+    out["rkd_bf16_min_cosine_vs_plain_fp32"] = round(float(cosine.min()), 5)
     base = seconds["plain encode_document fp32 b32"]
     for name, s in seconds.items():
         out[name] = {"seconds": round(s, 3), "docs_per_s": round(len(texts) / s, 1)}
@@ -292,6 +320,48 @@ def dense(args: argparse.Namespace, pack: dict[str, Any]) -> dict[str, Any]:
     for r in out.values():
         if isinstance(r, dict):
             r["ratio_vs_plain"] = round(base / r["seconds"], 3)
+    return out
+
+
+def family_encoding(args: argparse.Namespace, pack: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """A ColBERT or SPLADE student's corpus encoding: plain sentence-transformers
+    ``encode_document`` (fp32, batch 32) against rkd's ``encode_documents`` (the token-budget
+    path of every family) in fp32 and with ``--dtype bfloat16``."""
+    from retrieval_kd.students import open_student
+
+    texts = list(pack["docs"].values())[: args.docs or None]
+    student = open_student(folder, device=DEVICE)
+    half = open_student(folder, device=DEVICE, dtype="bfloat16")
+    plain_kwargs = (
+        {"convert_to_sparse_tensor": True} if student.kind == "splade" else {"convert_to_numpy": True}
+    )
+
+    def timed(fn: Any) -> float:
+        fn(texts[:256])
+        sync()
+        t0 = time.perf_counter()
+        fn(texts)
+        sync()
+        return time.perf_counter() - t0
+
+    seconds = {
+        "plain encode_document fp32 b32": timed(
+            lambda t: student.model.encode_document(t, batch_size=32, **plain_kwargs)
+        ),
+        "rkd encode_documents fp32 b32": timed(lambda t: student.encode_documents(t, batch_size=32)),
+        "rkd encode_documents fp32 b128": timed(lambda t: student.encode_documents(t, batch_size=128)),
+        "rkd encode_documents bf16 b128 (--dtype bfloat16)": timed(
+            lambda t: half.encode_documents(t, batch_size=128)
+        ),
+    }
+    base = seconds["plain encode_document fp32 b32"]
+    out: dict[str, Any] = {"kind": student.kind, "docs": len(texts)}
+    for name, s in seconds.items():
+        out[name] = {
+            "seconds": round(s, 3),
+            "docs_per_s": round(len(texts) / s, 1),
+            "ratio_vs_plain": round(base / s, 3),
+        }
     return out
 
 
@@ -360,6 +430,11 @@ def main() -> None:
         if "dense" not in skip:
             result["dense"] = dense(args, pack)
             print(json.dumps(result["dense"], indent=1), flush=True)
+        if "encoding" not in skip:
+            for name in ("colbert", "splade"):
+                if getattr(args, name) is not None:
+                    result[f"{name}_encoding"] = family_encoding(args, pack, getattr(args, name))
+                    print(json.dumps(result[f"{name}_encoding"], indent=1), flush=True)
         if "colbert" not in skip:
             result["colbert"] = colbert(args, pack)
     finally:

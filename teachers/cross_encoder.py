@@ -90,6 +90,9 @@ class CrossEncoderTeacher:
         if self._half_weights:
             self.model.to(torch_dtype(dtype))
         self._assembler: Any = None
+        # batch widths padded up to a multiple of this (benchmarks/bench_gpu.py measures 8 on a
+        # GPU, where tensor-core kernels prefer such widths); masked columns change no score
+        self.pad_to_multiple_of = 1
         # score_pairs prepares the next part in a thread when this is set (see _Prefetch): on an
         # H100, 11.0x plain predict against 8.5x without (pinned host copies gained nothing:
         # 10.6x). On a CPU the forward passes use every core, and the thread would compete.
@@ -178,7 +181,7 @@ class CrossEncoderTeacher:
         out = []
         tokens = self.batch_size * self.max_length
         for rows, ids, types, mask in self._assembler.batches(
-            queries, passages, tokens, 16 * self.batch_size, pad
+            queries, passages, tokens, 16 * self.batch_size, pad, self.pad_to_multiple_of
         ):
             arrays = {"input_ids": ids, "attention_mask": mask}
             if with_types:

@@ -115,7 +115,13 @@ class PairAssembler:
         return ids, list(enc.get("token_type_ids") or [0] * len(ids))
 
     def batches(
-        self, queries: Sequence[str], passages: Sequence[str], tokens: int, max_pairs: int, pad_id: int
+        self,
+        queries: Sequence[str],
+        passages: Sequence[str],
+        tokens: int,
+        max_pairs: int,
+        pad_id: int,
+        multiple: int = 1,
     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         """Padded inputs of aligned pairs in token-budget batches (:func:`budget_batches`):
         ``(pair positions, input_ids, token_type_ids, attention_mask)`` per batch, int64.
@@ -128,6 +134,10 @@ class PairAssembler:
         Truncation repeats ``longest_first`` where it is unambiguous: past the budget, the shorter
         text stays whole and the longer is cut to fit; a pair whose texts both exceed half the
         budget takes the tokenizer's own inputs (:meth:`whole`).
+
+        ``multiple`` pads each batch's width up to a multiple of it (as the tokenizer's
+        ``pad_to_multiple_of``: tensor-core kernels prefer widths divisible by 8); masked columns
+        change no score.
         """
         t = self.template
         q_ids, p_ids = self.tokens(queries), self.tokens(passages)
@@ -174,7 +184,7 @@ class PairAssembler:
         out = []
         for rows in budget_batches(lengths.tolist(), tokens, max_pairs):
             r = np.asarray(rows, dtype=np.int64)
-            width = int(lengths[r].max())
+            width = -(-int(lengths[r].max()) // multiple) * multiple
             j = np.arange(width, dtype=np.int64)[None, :]
             b1 = len(t.prefix)
             b2 = b1 + nq[r, None]

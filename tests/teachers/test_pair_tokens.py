@@ -94,3 +94,12 @@ def test_teacher_scores_equal_predict(tiny_model: Path, tmp_path: Path, tiny_bei
     assert got.shape == (len(pairs),) and got.dtype == np.float32
     assert np.std(want) > 0.05  # the scores differ from pair to pair: the comparison means something
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
+    # widths padded to a multiple of 8 (for tensor cores): the masked columns change no score
+    teacher.pad_to_multiple_of = 8
+    widths = [
+        ids.shape[1] for _, ids, _, _ in teacher._assembler.batches(*zip(*pairs, strict=True), 4096, 64, 0, 8)
+    ]
+    assert all(w % 8 == 0 for w in widths) and len(widths) > 1
+    np.testing.assert_allclose(
+        teacher.score([q for q, _ in pairs], [p for _, p in pairs]), want, rtol=0, atol=1e-4
+    )
