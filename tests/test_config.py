@@ -248,7 +248,7 @@ def test_unknown_fields_and_sections(tmp_path: Path) -> None:
         "'max_seq_length', 'index', 'reuse', 'absolute_margin', 'relative_margin']"
     )
     assert error(tmp_path, '[index]\nfactory = "Flat"\n') == (
-        "[index]: unknown field(s) ['factory']; valid fields: ['kind', 'batch_size', 'options']"
+        "[index]: unknown field(s) ['factory']; valid fields: ['kind', 'batch_size', 'options', 'dtype']"
     )
     assert error(tmp_path, "[trian]\n[evl]\n") == (
         "unknown section(s) ['evl', 'trian']; valid sections: "
