@@ -221,7 +221,7 @@ def _budgeted(
 
 
 def _rows_of(features: Mapping[str, Any], rows: list[int], width: int, n: int) -> dict[str, Any]:
-    """Rows of a chunk's padded features, cut to ``width`` columns (per-token tensors) ."""
+    """Rows of a chunk's padded features, per-token tensors cut to ``width`` columns."""
     import torch
 
     index = torch.tensor(rows)
