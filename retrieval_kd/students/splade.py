@@ -245,11 +245,11 @@ class SpladeStudent:
         rows, cols, values = [], [], []
         for start, kept in chunks:
             for order, out in kept:
-                dense = select_max_active_dims(out["sentence_embedding"], limit)
-                r, c = dense.nonzero(as_tuple=True)
-                rows.append(torch.from_numpy(order + start)[r.cpu()])
-                cols.append(c.cpu())
-                values.append(dense[r, c].float().cpu())
+                coo = select_max_active_dims(out["sentence_embedding"], limit).to_sparse()  # as encode
+                r, c = coo.indices().cpu()
+                rows.append(torch.from_numpy(order + start)[r])
+                cols.append(c)
+                values.append(coo.values().float().cpu())
         out = sp.csr_matrix(
             (torch.cat(values).numpy(), (torch.cat(rows).numpy(), torch.cat(cols).numpy())),
             shape=(len(texts), self.dim),
