@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -144,10 +144,18 @@ class CrossEncoderTeacher:
 
     def score_prepared(self, prepared: Any) -> np.ndarray:
         """Raw logits of what :meth:`prepare` returned, in its pairs' order."""
+        return self.launch_prepared(prepared)()
+
+    def launch_prepared(self, prepared: Any) -> Callable[[], np.ndarray]:
+        """Starts the forward passes of what :meth:`prepare` returned and gives back what waits
+        for their scores. On a GPU the kernels are queued and nothing waits here, so
+        ``score_pairs`` writes the previous part while these run; on a CPU the work is done
+        before this returns."""
         if prepared is None:
-            return np.zeros(0, dtype=np.float32)
+            return lambda: np.zeros(0, dtype=np.float32)
         if isinstance(prepared, tuple):
-            return self._predict(*prepared)
+            scores = self._predict(*prepared)
+            return lambda: scores
         return self._forward(prepared)
 
     def _make_assembler(self, queries: Sequence[str], passages: Sequence[str]) -> Any:
@@ -189,14 +197,12 @@ class CrossEncoderTeacher:
             out.append((rows, {k: torch.from_numpy(v) for k, v in arrays.items()}))
         return out
 
-    def _forward(self, batches: list[tuple[np.ndarray, dict[str, Any]]]) -> np.ndarray:
-        """Forward passes; scores stay on the device until the last batch, so the host queues
-        every batch without waiting for one to finish."""
+    def _forward(self, batches: list[tuple[np.ndarray, dict[str, Any]]]) -> Callable[[], np.ndarray]:
+        """Forward passes queued batch after batch; scores stay on the device until the
+        returned call copies them back, so the host never waits for one batch to finish."""
         import torch
 
         started = time.perf_counter()
-        n = sum(len(rows) for rows, _ in batches)
-        out = np.zeros(n, dtype=np.float32)
         kept = []
         self.model.eval()
         with torch.inference_mode(), autocast(self.device, "float32" if self._half_weights else self.dtype):
@@ -204,11 +210,19 @@ class CrossEncoderTeacher:
                 on_device = {k: v.to(self.device, non_blocking=True) for k, v in features.items()}
                 scores = self.model(on_device)["scores"]
                 kept.append((rows, scores[:, 0] if scores.ndim > 1 else scores))
-            if kept:
-                values = torch.cat([s.float() for _, s in kept]).cpu().numpy()
-                out[np.concatenate([rows for rows, _ in kept])] = values
         self.timings["compute"] += time.perf_counter() - started
-        return out
+
+        def collect() -> np.ndarray:
+            began = time.perf_counter()
+            out = np.zeros(sum(len(rows) for rows, _ in kept), dtype=np.float32)
+            if kept:
+                with torch.inference_mode():
+                    values = torch.cat([s.float() for _, s in kept]).cpu().numpy()
+                out[np.concatenate([rows for rows, _ in kept])] = values
+            self.timings["compute"] += time.perf_counter() - began
+            return out
+
+        return collect
 
     def _predict(self, queries: Sequence[str], passages: Sequence[str]) -> np.ndarray:
         import torch

@@ -93,13 +93,37 @@ def score_pairs(
 
     phases = phases if phases is not None else Phases()
     batches = [todo[start : start + batch_size] for start in range(0, len(todo), batch_size)]
+
+    def finish(batch: list[Pair], scores: Callable[[], Any]) -> None:
+        with phases.span("compute"):
+            raw = scores()  # waits for the part's forward passes where they still run
+        _store_batch(store, fingerprint, batch, raw, phases)
+        if progress is not None:
+            progress(len(batch))
+
+    # Where the teacher leaves its forward passes queued (launch_prepared on a GPU), part i is
+    # started before part i - 1 is stored: its kernels run while the host copies, checks and
+    # writes the previous part, so the device does not idle at part edges. Scores computed
+    # before their call returns are stored at once, so a killed run loses no finished part.
+    waiting: tuple[list[Pair], Callable[[], Any]] | None = None
     with _Prefetch(teacher, query_text, doc_text, batches, phases) as ahead:
         for i, batch in enumerate(batches):
-            with phases.span("compute"):
-                raw = ahead.score(i)
-            _store_batch(store, fingerprint, batch, raw, phases)
-            if progress is not None:
-                progress(len(batch))
+            try:
+                with phases.span("compute"):
+                    started = ahead.launch(i)
+            except BaseException:
+                if waiting is not None:
+                    finish(*waiting)  # its kernels ran: kept before the error goes up
+                raise
+            if waiting is not None:
+                finish(*waiting)
+                waiting = None
+            if ahead.defers:
+                waiting = (batch, started)
+            else:
+                finish(batch, started)
+        if waiting is not None:
+            finish(*waiting)
     return len(todo)
 
 
@@ -108,7 +132,9 @@ class _Prefetch:
     its work into ``prepare`` (tokenizing, padding: CPU) and ``score_prepared`` (forward passes):
     the tokenizer runs in Rust without the GIL and CUDA kernels run asynchronously, so the two
     overlap, which neither sentence-transformers nor a DataLoader does for a stream of stored
-    parts. Other teachers are called with ``score``. Time spent waiting for a batch to be ready
+    parts. A teacher that also has ``launch_prepared`` leaves its forward passes queued, and
+    ``score_pairs`` stores the previous part while they run. Other teachers are called with
+    ``score``. Time spent waiting for a batch to be ready
     is recorded as ``tokenize`` (inside the ``compute`` span, from which the scoring stage
     takes it apart)."""
 
@@ -126,6 +152,8 @@ class _Prefetch:
         self.split = callable(prepare) and callable(run) and bool(getattr(teacher, "prepare_ahead", True))
         self.pool: ThreadPoolExecutor | None = None
         self.pending: Future[Any] | None = None
+        # launched parts are stored one part later (their forward passes still run)
+        self.defers = self.split and callable(getattr(teacher, "launch_prepared", None))
 
     def texts(self, batch: list[Pair]) -> tuple[list[str], list[str]]:
         return [self.query_text[q] for q, _ in batch], [self.doc_text[d] for _, d in batch]
@@ -140,9 +168,13 @@ class _Prefetch:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def score(self, i: int) -> Any:
+    def launch(self, i: int) -> Callable[[], Any]:
+        """Starts batch ``i``; returns what gives its scores. A teacher with
+        ``launch_prepared`` leaves its forward passes running (queued on a GPU); any other is
+        done scoring before this returns."""
         if self.pool is None or self.pending is None:
-            return self.teacher.score(*self.texts(self.batches[i]))
+            raw = self.teacher.score(*self.texts(self.batches[i]))
+            return lambda: raw
         started = time.perf_counter()
         prepared = self.pending.result()
         self.phases.add("tokenize", time.perf_counter() - started)
@@ -152,7 +184,12 @@ class _Prefetch:
             if nxt < len(self.batches)
             else None
         )
-        return self.teacher.score_prepared(prepared)  # type: ignore[attr-defined]
+        launch = getattr(self.teacher, "launch_prepared", None)
+        if callable(launch):
+            result: Callable[[], Any] = launch(prepared)
+            return result
+        raw = self.teacher.score_prepared(prepared)  # type: ignore[attr-defined]
+        return lambda: raw
 
 
 def _store_batch(store: ScoreStore, fingerprint: str, batch: list[Pair], raw: Any, phases: Phases) -> None:

@@ -81,3 +81,49 @@ def test_a_failed_prepare_stops_with_the_earlier_parts_stored(tmp_path: Path) ->
     with ScoreStore.open(tmp_path / "s", "length-teacher", {"kind": "test"}) as store:
         assert score_pairs(store, SplitTeacher(), PAIRS, QUERIES, DOCS, batch_size=4) == 27  # resumed
     assert len(stored(tmp_path / "s")) == 35
+
+
+class LaunchTeacher(SplitTeacher):
+    """The same scores through launch_prepared, which returns before its "forward passes" are
+    collected (as a GPU teacher's queued kernels), recording the order of events."""
+
+    def __init__(self, events: list[str]) -> None:
+        super().__init__()
+        self.events = events
+        self.launched = 0
+
+    def launch_prepared(self, prepared: Any) -> Any:
+        n = self.launched
+        self.launched += 1
+        self.events.append(f"launch {n}")
+
+        def collect() -> np.ndarray:
+            self.events.append(f"collect {n}")
+            return self.score(*prepared)
+
+        return collect
+
+
+def test_each_part_starts_before_the_previous_one_is_stored(tmp_path: Path) -> None:
+    events: list[str] = []
+    teacher = LaunchTeacher(events)
+    with ScoreStore.open(tmp_path / "s", "length-teacher", {"kind": "test"}) as store:
+        done = score_pairs(
+            store,
+            teacher,
+            PAIRS,
+            QUERIES,
+            DOCS,
+            batch_size=4,
+            progress=lambda n: events.append(f"stored {n}"),
+        )
+    assert done == 35
+    with ScoreStore.open(tmp_path / "plain", "length-teacher", {"kind": "test"}) as store:
+        score_pairs(store, LengthTeacher(), PAIRS, QUERIES, DOCS, batch_size=4)
+    assert stored(tmp_path / "s") == stored(tmp_path / "plain")
+    # part i + 1 is launched before part i is collected and stored; the last part alone after
+    want = ["launch 0"]
+    for i in range(8):
+        want += [f"launch {i + 1}", f"collect {i}", "stored 4"]
+    want += ["collect 8", "stored 3"]
+    assert events == want
