@@ -127,3 +127,16 @@ def test_each_part_starts_before_the_previous_one_is_stored(tmp_path: Path) -> N
         want += [f"launch {i + 1}", f"collect {i}", "stored 4"]
     want += ["collect 8", "stored 3"]
     assert events == want
+
+
+def test_a_failed_prepare_keeps_the_part_still_in_flight(tmp_path: Path) -> None:
+    events: list[str] = []
+    teacher = LaunchTeacher(events)
+    teacher.fail_at = 3  # the third part's prepare fails while the second part is in flight
+    with (
+        ScoreStore.open(tmp_path / "s", "length-teacher", {"kind": "test"}) as store,
+        pytest.raises(RkdError, match="prepare failed on batch 3"),
+    ):
+        score_pairs(store, teacher, PAIRS, QUERIES, DOCS, batch_size=4)
+    assert events == ["launch 0", "launch 1", "collect 0", "collect 1"]
+    assert len(stored(tmp_path / "s")) == 8  # both launched parts were stored before the error
