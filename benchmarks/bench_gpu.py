@@ -113,6 +113,16 @@ def matmul_tflops() -> float:
     return 2 * size**3 * 10 / (time.perf_counter() - t0) / 1e12
 
 
+def timed(fn: Any, texts: list[str]) -> float:
+    """Seconds of ``fn(texts)`` after a warm-up on the first 256 texts, the device synchronised."""
+    fn(texts[:256])
+    sync()
+    t0 = time.perf_counter()
+    fn(texts)
+    sync()
+    return time.perf_counter() - t0
+
+
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     from scipy.stats import spearmanr
 
@@ -278,14 +288,6 @@ def dense(args: argparse.Namespace, pack: dict[str, Any]) -> dict[str, Any]:
     texts = list(pack["docs"].values())[: args.docs or None]
     out: dict[str, Any] = {"docs": len(texts)}
 
-    def timed(fn: Any) -> float:
-        fn(texts[:256])
-        sync()
-        t0 = time.perf_counter()
-        fn(texts)
-        sync()
-        return time.perf_counter() - t0
-
     st = SentenceTransformer(str(args.dense), device=DEVICE)
     student = open_student(args.dense, device=DEVICE)
     rows = {
@@ -297,7 +299,7 @@ def dense(args: argparse.Namespace, pack: dict[str, Any]) -> dict[str, Any]:
         ),
         "rkd encode_documents fp32 b128": lambda t: student.encode_documents(t, batch_size=128),
     }
-    seconds = {name: timed(fn) for name, fn in rows.items()}
+    seconds = {name: timed(fn, texts) for name, fn in rows.items()}
     reference = st.encode_document(texts, batch_size=32, convert_to_numpy=True)
     max_diff = float(np.abs(student.encode_documents(texts, batch_size=32) - reference).max())
     st.to(torch.bfloat16)
@@ -305,10 +307,10 @@ def dense(args: argparse.Namespace, pack: dict[str, Any]) -> dict[str, Any]:
         args.dense, device=DEVICE, dtype="bfloat16"
     )  # what `rkd index --dtype bfloat16` opens
     seconds["plain encode_document bf16 weights b256"] = timed(
-        lambda t: st.encode_document(t, batch_size=256, convert_to_numpy=True)
+        lambda t: st.encode_document(t, batch_size=256, convert_to_numpy=True), texts
     )
     seconds["rkd encode_documents bf16 weights b128 (--dtype bfloat16)"] = timed(
-        lambda t: half.encode_documents(t, batch_size=128)
+        lambda t: half.encode_documents(t, batch_size=128), texts
     )
     bf16 = half.encode_documents(texts, batch_size=128)
     cosine = (bf16 * reference).sum(1) / np.linalg.norm(bf16, axis=1) / np.linalg.norm(reference, axis=1)
@@ -336,22 +338,14 @@ def family_encoding(args: argparse.Namespace, pack: dict[str, Any], folder: Path
         {"convert_to_sparse_tensor": True} if student.kind == "splade" else {"convert_to_numpy": True}
     )
 
-    def timed(fn: Any) -> float:
-        fn(texts[:256])
-        sync()
-        t0 = time.perf_counter()
-        fn(texts)
-        sync()
-        return time.perf_counter() - t0
-
     seconds = {
         "plain encode_document fp32 b32": timed(
-            lambda t: student.model.encode_document(t, batch_size=32, **plain_kwargs)
+            lambda t: student.model.encode_document(t, batch_size=32, **plain_kwargs), texts
         ),
-        "rkd encode_documents fp32 b32": timed(lambda t: student.encode_documents(t, batch_size=32)),
-        "rkd encode_documents fp32 b128": timed(lambda t: student.encode_documents(t, batch_size=128)),
+        "rkd encode_documents fp32 b32": timed(lambda t: student.encode_documents(t, batch_size=32), texts),
+        "rkd encode_documents fp32 b128": timed(lambda t: student.encode_documents(t, batch_size=128), texts),
         "rkd encode_documents bf16 b128 (--dtype bfloat16)": timed(
-            lambda t: half.encode_documents(t, batch_size=128)
+            lambda t: half.encode_documents(t, batch_size=128), texts
         ),
     }
     base = seconds["plain encode_document fp32 b32"]

@@ -15,6 +15,7 @@ per-phase total across a whole stage, so this is written here.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -111,6 +112,7 @@ def timed_preprocess(model: Any, phases: Phases, name: str = "tokenize") -> Iter
         yield
         return
 
+    @functools.wraps(original)  # its __wrapped__ is what work done ahead calls, untimed
     def preprocess(*args: Any, **kwargs: Any) -> Any:
         began = time.perf_counter()
         try:
@@ -118,7 +120,6 @@ def timed_preprocess(model: Any, phases: Phases, name: str = "tokenize") -> Iter
         finally:
             phases.add(name, time.perf_counter() - began)
 
-    preprocess.__wrapped__ = original  # type: ignore[attr-defined]  # work done ahead unwraps it
     model.preprocess = preprocess
     # students that tokenize to id lists themselves (students._shared.encode_budgeted) report here
     model.rkd_tokenize_timer = lambda seconds: phases.add(name, seconds)

@@ -184,9 +184,8 @@ class _Prefetch:
             if nxt < len(self.batches)
             else None
         )
-        launch = getattr(self.teacher, "launch_prepared", None)
-        if callable(launch):
-            result: Callable[[], Any] = launch(prepared)
+        if self.defers:
+            result: Callable[[], Any] = self.teacher.launch_prepared(prepared)  # type: ignore[attr-defined]
             return result
         raw = self.teacher.score_prepared(prepared)  # type: ignore[attr-defined]
         return lambda: raw

@@ -87,22 +87,15 @@ def open_retriever(path: Path, cache: dict[tuple[Any, ...], Any] | None = None) 
     """
     from retrieval_kd.api import Retriever
     from retrieval_kd.indexes import load_index
-    from retrieval_kd.stages.index import recorded_dtype
+    from retrieval_kd.stages.index import recorded_encoder
     from retrieval_kd.students import open_student
 
     index = load_index(path)
     model = index.manifest.get("student_path")
     if not isinstance(model, str) or not model:
         raise RkdError(f"{path}: the index records no query encoder (manifest 'student_path'); rebuild it")
-    kind = index.manifest.get("student_kind")
-    limit = index.manifest.get("student_max_seq_length")
-    key = (
-        model,
-        kind if isinstance(kind, str) else None,
-        limit if isinstance(limit, int) else None,
-        "auto",
-        recorded_dtype(index.manifest),
-    )
+    kind, limit, dtype = recorded_encoder(index.manifest)
+    key = (model, kind, limit, "auto", dtype)
     cache = {} if cache is None else cache
     if key not in cache:
         try:

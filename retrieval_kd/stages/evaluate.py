@@ -83,7 +83,7 @@ def evaluate_stage(config: EvalStage, progress: Progress | None = None) -> Stage
     from retrieval_kd.data import load_dataset
     from retrieval_kd.evaluation import check_index_corpus, evaluate_system
     from retrieval_kd.indexes import load_index
-    from retrieval_kd.stages.index import recorded_dtype
+    from retrieval_kd.stages.index import recorded_encoder
     from retrieval_kd.students import open_student
 
     config.check()
@@ -102,14 +102,8 @@ def evaluate_stage(config: EvalStage, progress: Progress | None = None) -> Stage
     dataset = load_dataset(config.dataset)
     check_index_corpus(index, dataset, config.index)
     # the query encoder is opened as the index recorded it (its kind, token limit and dtype)
-    kind = index.manifest.get("student_kind")
-    limit = index.manifest.get("student_max_seq_length")
-    student = open_student(
-        model,
-        kind if isinstance(kind, str) else None,
-        limit if isinstance(limit, int) else None,
-        dtype=recorded_dtype(index.manifest),
-    )
+    kind, limit, dtype = recorded_encoder(index.manifest)
+    student = open_student(model, kind, limit, dtype=dtype)
     result = evaluate_system(
         config.name,
         student,

@@ -131,11 +131,18 @@ def index_stage(config: IndexStage, progress: Progress | None = None) -> StageRe
     )
 
 
-def recorded_dtype(manifest: Mapping[str, Any]) -> str:
-    """The dtype an index's documents were encoded in, which its queries are encoded in too
-    (``float32`` for indexes that predate the record)."""
-    value = manifest.get("student_dtype")
-    return value if isinstance(value, str) else "float32"
+def recorded_encoder(manifest: Mapping[str, Any]) -> tuple[str | None, int | None, str]:
+    """How an index's documents were encoded, for opening its query encoder the same way:
+    ``(student kind, token limit, dtype)`` as :func:`~retrieval_kd.students.open_student` takes
+    them (``float32`` for indexes that predate the dtype record)."""
+    kind, limit, dtype = (
+        manifest.get(k) for k in ("student_kind", "student_max_seq_length", "student_dtype")
+    )
+    return (
+        kind if isinstance(kind, str) else None,
+        limit if isinstance(limit, int) else None,
+        dtype if isinstance(dtype, str) else "float32",
+    )
 
 
 QPS_QUERIES = 200

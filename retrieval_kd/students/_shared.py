@@ -43,13 +43,10 @@ _LIST_TOKENS: weakref.WeakKeyDictionary[Any, dict[tuple[str | None, str | None],
 
 def resolve_prompt(model: Any, task: str | None) -> str | None:
     """The prompt sentence-transformers' ``encode_query`` / ``encode_document`` prepend for
-    ``task``: the model's prompt of that name when it has one, else its default prompt; an empty
-    prompt is none."""
-    prompts = dict(getattr(model, "prompts", None) or {})
-    if task is not None and task in prompts:
-        return prompts[task] or None
-    default = getattr(model, "default_prompt_name", None)
-    return (prompts.get(default) or None) if default else None
+    ``task`` (the model's prompt of that name, else its default prompt: its own
+    ``_resolve_prompt``); an empty prompt is none."""
+    prompts = getattr(model, "prompts", None) or {}
+    return model._resolve_prompt(None, task if task in prompts else None) or None
 
 
 def _token_lists(model: Any, texts: Sequence[str], prompt: str | None, timed: bool = True) -> list[list[int]]:

@@ -5,6 +5,7 @@ CPU) or not, and the tokenizing time reported is the waiting alone when it runs 
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -62,11 +63,23 @@ def test_splade_equals_sentence_transformers(tiny_mlm: Path, chunked: bool) -> N
     np.testing.assert_allclose(got.toarray(), want.toarray(), atol=1e-5)
 
 
-def test_dense_with_a_prompt_and_the_time_it_waits(tiny_model: Path, chunked: bool) -> None:
+def test_dense_with_a_prompt_and_the_time_it_waits(
+    tiny_model: Path, chunked: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     student = build_student("dense", str(tiny_model), device="cpu")
     model = student.model
     model.prompts = {"query": "query: ", "document": ""}
+    threads: list[str] = []
+    lists = _shared._token_lists
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return lists(*args, **kwargs)
+
+    monkeypatch.setattr(_shared, "_token_lists", recording)
     got = student.encode_queries(TEXTS, batch_size=2)
+    # the check's sample and the first chunk here; the other four in the thread when ahead
+    assert threads == ["MainThread"] * 2 + (["rkd-tokenize_0"] if chunked else ["MainThread"]) * 4
     want = model.encode_query(TEXTS, batch_size=2, convert_to_numpy=True)
     np.testing.assert_allclose(got, want, atol=1e-5)
     assert np.abs(got - model.encode_document(TEXTS, batch_size=2, convert_to_numpy=True)).max() > 1e-3
