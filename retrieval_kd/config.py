@@ -36,6 +36,7 @@ from pydantic import (
 from retrieval_kd.config_errors import translate
 from retrieval_kd.errors import ConfigError
 from retrieval_kd.fingerprint import hash_json
+from retrieval_kd.systems import ROW_NAME
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -256,7 +257,7 @@ class EvalSystemConfig(_Section):
     @field_validator("name")
     @classmethod
     def _one_word(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", value):
+        if not re.fullmatch(ROW_NAME, value):
             # it names a folder and a TREC run tag
             raise ValueError("one word of letters, digits and _ . + - (e.g. 'bm25', 'dense-student')")
         return value

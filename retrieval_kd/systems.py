@@ -10,6 +10,7 @@ and the set is compared with paired tests under a multiple-comparison correction
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,19 @@ from retrieval_kd.errors import RkdError
 from retrieval_kd.progress import Progress
 from retrieval_kd.types import Run
 
-__all__ = ["Comparison", "System", "compare_systems", "evaluate_systems", "name_systems", "rerank_systems"]
+__all__ = [
+    "ROW_NAME",
+    "Comparison",
+    "System",
+    "compare_systems",
+    "evaluate_systems",
+    "name_systems",
+    "parse_named",
+    "rerank_systems",
+]
+
+ROW_NAME = r"[A-Za-z0-9][A-Za-z0-9_.+-]*"
+"""A row's name: it names a folder and a TREC run tag, so one word of letters, digits and _ . + -."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +58,38 @@ class System:
     def __post_init__(self) -> None:
         if (self.model is None) == (self.index is None):
             raise RkdError(f"system {self.name!r}: give exactly one of a model or an index folder")
+
+
+def parse_named(spec: str, option: str) -> tuple[str | None, str]:
+    """``NAME=VALUE`` or ``VALUE``: the row name a person gave (None: none), and the value.
+
+    A spec whose part before ``=`` holds a ``/``, or that names an existing path, is a value
+    whole (a folder may have ``=`` in its name).
+
+    Example:
+        >>> parse_named("ensemble=runs/x/student", "--model")
+        ('ensemble', 'runs/x/student')
+        >>> parse_named("sentence-transformers/all-MiniLM-L6-v2", "--model")
+        (None, 'sentence-transformers/all-MiniLM-L6-v2')
+        >>> parse_named("runs/a=b/student", "--model")
+        (None, 'runs/a=b/student')
+        >>> parse_named("my run=x", "--model")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        retrieval_kd.errors.RkdError: --model 'my run=x': the name 'my run' must be one word of ...
+    """
+    name, sep, value = spec.partition("=")
+    if not sep or "/" in name or Path(spec).exists():
+        return None, spec
+    if not name or not value:
+        where = "before" if not name else "after"
+        raise RkdError(f"{option} {spec!r}: nothing {where} '='; expected VALUE or NAME=VALUE")
+    if not re.fullmatch(ROW_NAME, name):
+        raise RkdError(
+            f"{option} {spec!r}: the name {name!r} must be one word of letters, digits and _ . + - "
+            "(e.g. 'bm25', 'dense-student'); expected VALUE or NAME=VALUE"
+        )
+    return name, value
 
 
 def name_systems(systems: Sequence[System]) -> list[System]:

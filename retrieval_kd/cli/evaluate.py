@@ -23,13 +23,19 @@ app = typer.Typer(help="Evaluate students and indexes.", no_args_is_help=True)
 def beir(
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="ir_datasets id or BEIR folder[:split]")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="writes <name>/run.trec, metrics.json")],
-    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="student folder or hub id")] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help="student folder or hub id, or NAME=MODEL to name its row"),
+    ] = None,
     retriever: Annotated[
         list[str] | None,
-        typer.Option("--retriever", "-r", help="a retriever without a model, such as bm25 (repeatable)"),
+        typer.Option(
+            "--retriever", "-r", help="a retriever without a model, such as bm25, or NAME=KIND (repeatable)"
+        ),
     ] = None,
     index: Annotated[
-        list[Path] | None, typer.Option("--index", "-i", help="index folder from `rkd index`")
+        list[str] | None,
+        typer.Option("--index", "-i", help="index folder from `rkd index`, or NAME=DIR"),
     ] = None,
     metric: Annotated[list[str] | None, typer.Option("--metric", help="repeatable")] = None,
     k: Annotated[int, typer.Option("-k", "--k", min=1, help="retrieval depth")] = 100,
@@ -56,7 +62,7 @@ def beir(
     from retrieval_kd.eval.metrics import parse_metric
     from retrieval_kd.evaluation import check_depth
     from retrieval_kd.students import model_free
-    from retrieval_kd.systems import System, evaluate_systems
+    from retrieval_kd.systems import System, evaluate_systems, parse_named
 
     metrics = tuple(metric or ("ndcg@10", "recall@100", "mrr@10"))
     for metric_name in metrics:
@@ -65,12 +71,18 @@ def beir(
     _check_stats(stat_test, correction)
     if not model and not index and not retriever:
         raise RkdError("give at least one --model, --retriever or --index")
-    for r in retriever or []:
-        model_free(r)
     options = {"factory": factory} if factory is not None else {}
-    systems = [System(Path(m).name or m, model=m, index_options=options) for m in model or []]
-    systems += [System(r, model=r, student_kind=r) for r in retriever or []]
-    systems += [System(ix_path.name, index=ix_path) for ix_path in index or []]
+    systems = []
+    for spec in model or []:
+        name, m = parse_named(spec, "--model")
+        systems.append(System(name or Path(m).name or m, model=m, index_options=options))
+    for spec in retriever or []:
+        name, r = parse_named(spec, "--retriever")
+        model_free(r)
+        systems.append(System(name or r, model=r, student_kind=r))
+    for spec in index or []:
+        name, ix = parse_named(spec, "--index")
+        systems.append(System(name or Path(ix).name, index=Path(ix)))
     with progress() as p:
         comparison = evaluate_systems(
             systems,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from retrieval_kd.errors import RkdError
+from retrieval_kd.systems import parse_named
 
 if TYPE_CHECKING:
     from retrieval_kd.api import Retriever
@@ -65,13 +66,11 @@ def parse_index_spec(spec: str) -> tuple[str, Path]:
         >>> parse_index_spec("runs/x/teacher")
         ('teacher', PosixPath('runs/x/teacher'))
     """
-    name, sep, folder = spec.partition("=")
-    if not sep:
-        path = Path(spec)
+    name, folder = parse_named(spec, "--index")
+    path = Path(folder)
+    if name is None:
         return path.resolve().name if path.name in ("", ".", "..") else path.name, path
-    if not name or not folder:
-        raise RkdError(f"--index {spec!r}: expected DIR or NAME=DIR")
-    return name, Path(folder)
+    return name, path
 
 
 def open_retriever(path: Path, cache: dict[tuple[Any, ...], Any] | None = None) -> Retriever:

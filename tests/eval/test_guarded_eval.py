@@ -187,6 +187,30 @@ def test_qrels_strangers_are_counted_and_reported(
     ]
 
 
+def test_rows_take_the_names_given(tiny_index: Path, tiny_beir: Path, tmp_path: Path) -> None:
+    """`-i NAME=DIR` (and `-m` / `-r` likewise) names a row, its folder and its run tag; a folder
+    given whole keeps its basename; the same index under two names scores the same."""
+    out = tmp_path / "e"
+    args = ["eval", "beir", "-d", str(tiny_beir), "-o", str(out), "--metric", "recall@10", "-k", "10"]
+    result = runner.invoke(app, [*args, "-i", f"distilled={tiny_index}", "-i", str(tiny_index)])
+    assert result.exit_code == 0, result.output
+    table = (out / "compare.md").read_text()
+    assert "| a | distilled |" in table and "| b | ix |" in table
+    named = json.loads((out / "distilled" / "metrics.json").read_text())
+    whole = json.loads((out / "ix" / "metrics.json").read_text())
+    assert named["metrics"] == whole["metrics"] and named["queries"] == 8
+    assert {line.split()[-1] for line in (out / "distilled" / "run.trec").read_text().splitlines()} == {
+        "distilled"
+    }
+    assert fails(*args, "-m", "my model=x") == (
+        "error: --model 'my model=x': the name 'my model' must be one word of letters, digits and "
+        "_ . + - (e.g. 'bm25', 'dense-student'); expected VALUE or NAME=VALUE"
+    )
+    assert fails(*args, "-r", "lexical=") == (
+        "error: --retriever 'lexical=': nothing after '='; expected VALUE or NAME=VALUE"
+    )
+
+
 def test_every_integer_option_has_a_range() -> None:
     """Batch sizes, k, negatives, max-queries, token limits, part sizes: all refuse values below 1
     (typer checks before the command runs)."""

@@ -145,7 +145,7 @@ def test_documents_come_from_the_corpus_the_index_was_built_on(
 def test_names(served_dirs: dict[str, Path]) -> None:
     assert parse_index_spec("a=b/c") == ("a", Path("b/c"))
     assert parse_index_spec("runs/x/teacher/") == ("teacher", Path("runs/x/teacher"))
-    with pytest.raises(RkdError, match=r"--index '=x': expected DIR or NAME=DIR"):
+    with pytest.raises(RkdError, match=r"--index '=x': nothing before '='; expected VALUE or NAME=VALUE"):
         parse_index_spec("=x")
     with pytest.raises(RkdError, match=r"two indexes named 'big': name them with --index NAME=DIR"):
         open_served([str(served_dirs["big"]), f"big={served_dirs['small']}"])
