@@ -61,6 +61,7 @@ def beir(
     top --depth of the first system's run."""
     from retrieval_kd.eval.metrics import parse_metric
     from retrieval_kd.evaluation import check_depth
+    from retrieval_kd.serve.systems import parse_index_spec
     from retrieval_kd.students import model_free
     from retrieval_kd.systems import System, evaluate_systems, parse_named
 
@@ -81,8 +82,8 @@ def beir(
         model_free(r)
         systems.append(System(name or r, model=r, student_kind=r))
     for spec in index or []:
-        name, ix = parse_named(spec, "--index")
-        systems.append(System(name or Path(ix).name, index=Path(ix)))
+        name, ix_path = parse_index_spec(spec)
+        systems.append(System(name, index=ix_path))
     with progress() as p:
         comparison = evaluate_systems(
             systems,
