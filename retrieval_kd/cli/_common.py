@@ -102,5 +102,18 @@ def progress() -> Iterator[Any]:
         yield p
 
 
+def print_table(table: Any) -> None:
+    """Prints a rich table whole. To a terminal it prints at the terminal's width. Anywhere else
+    (a file, a pipe, CI's log) it prints at the table's own width. Rich's 80-column default there
+    cut figures to "0.39…"."""
+    if out.is_terminal:
+        out.print(table)
+        return
+    from rich.measure import Measurement
+
+    width = Measurement.get(out, out.options.update(width=10_000), table).maximum
+    Console(width=max(width, out.width)).print(table)  # writes to sys.stdout as ``out`` does
+
+
 def say(message: str) -> None:
     err.print(message, highlight=False, markup=False, soft_wrap=True)

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from retrieval_kd.cli._common import cli_errors, out, progress, say
+from retrieval_kd.cli._common import cli_errors, out, print_table, progress, say
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="hub id or model folder")]
 DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="ir_datasets id or BEIR folder[:split]")]
@@ -82,7 +82,7 @@ def run(
         report = run_recipe(cfg, out_dir, progress=p, say=say, eval_on=eval_on)
     if not is_main():
         return
-    out.print(metrics_table(report["metrics"], list(cfg.eval.metrics)))
+    print_table(metrics_table(report["metrics"], list(cfg.eval.metrics)))
     ratio = report["student_over_teacher"].get(cfg.eval.metrics[0])
     if ratio is not None:
         out.print(f"student/teacher {cfg.eval.metrics[0]}: {ratio:.1%}")

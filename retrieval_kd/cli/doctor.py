@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from retrieval_kd.cli._common import cli_errors, out
+from retrieval_kd.cli._common import cli_errors, out, print_table
 
 LUCENE_FIX = "pip install 'retrieval-kd[lucene]'"
 CORE_FIX = "bash scripts/setup.sh  (or: pip install torch==2.13.0 && pip install -e .)"
@@ -230,7 +230,7 @@ def doctor() -> None:
     for r in rows:
         mark = "[green]ok[/]" if r.ok else ("[bold red]FAIL[/]" if r.core else "[yellow]missing[/]")
         table.add_row(r.name, mark, r.detail)
-    out.print(table)
+    print_table(table)
     for r in rows:
         if not r.ok:
             out.print(f"[bold]{r.name}[/]: without it, no {r.disables or '?'}.\n  fix: {r.fix or '?'}")

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from retrieval_kd.cli._common import cli_errors, out, progress, say
+from retrieval_kd.cli._common import cli_errors, out, print_table, progress, say
 from retrieval_kd.errors import RkdError
 
 StatTest = Annotated[str, typer.Option(help="paired test: student (t-test) or fisher (randomisation)")]
@@ -135,7 +135,7 @@ def _show(
         comparison, dataset, metrics, out_dir, stat_test=stat_test, correction=correction, qrels=qrels
     )
     markers = report.markers() if report is not None else None
-    out.print(metrics_table(comparison.rows, list(metrics), markers=markers, costs=comparison.costs))
+    print_table(metrics_table(comparison.rows, list(metrics), markers=markers, costs=comparison.costs))
     if report is not None:
         out.print(report.legend(), style="dim")
     say("wrote " + ", ".join(str(f) for f in files.values()))

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from retrieval_kd.cli._common import cli_errors, out
+from retrieval_kd.cli._common import cli_errors, out, print_table
 
 app = typer.Typer(help="Check, inspect, combine and export score stores.", no_args_is_help=True)
 
@@ -45,7 +45,7 @@ def verify(
         for f in report.findings:
             style = "green" if f.fixed else ("red" if f.action.startswith("not ") else "yellow")
             table.add_row(escape(f.teacher), escape(f.file), escape(f.problem), escape(f.action), style=style)
-        out.print(table)
+        print_table(table)
     if report.whole:
         repaired = f"; {len(report.findings)} problem(s) repaired" if report.findings else ""
         out.print(f"store {store} is whole: {checked}{repaired}", highlight=False, soft_wrap=True)
@@ -90,7 +90,7 @@ def inspect(
     for j, q in enumerate(QUANTILES):
         name = {0.0: "min", 1.0: "max"}.get(q, f"q{q * 100:g}")
         table.add_row(name, *(f"{d.quantiles[j]:.4g}" for d in dists))
-    out.print(table)
+    print_table(table)
     if found.agreements:
         agree = Table(title="agreement on shared pairs")
         columns = (
@@ -112,7 +112,7 @@ def inspect(
                 f"{g.top10_overlap:.4f}",
                 f"{g.queries:,}",
             )
-        out.print(agree)
+        print_table(agree)
     if png is not None:
         plot(found, png)
         out.print(f"plot: {png}", highlight=False)
@@ -170,7 +170,7 @@ def combine(
         table.add_column(column, justify="left" if column == "member" else "right")
     for m, w, dropped in zip(view.members, view.weights, view.dropped or [0] * len(members), strict=True):
         table.add_row(str(m.path), f"{w:g}", f"{dropped:,}")
-    out.print(table)
+    print_table(table)
     if view.tuning is not None:
         best = view.tuning.grid[0][1]
         out.print(f"tuned on {tune_on} ({view.tuning.queries} queries): nDCG@10 {best:.4f}", highlight=False)

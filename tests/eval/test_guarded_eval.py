@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from retrieval_kd.cli import app
 from retrieval_kd.data import load_dataset
 from retrieval_kd.errors import RkdError
+from retrieval_kd.eval.cost import cell, shown
 from retrieval_kd.eval.metrics import evaluate
 from retrieval_kd.eval.trec import read_trec
 from retrieval_kd.indexing import corpus_fingerprint
@@ -189,19 +190,23 @@ def test_qrels_strangers_are_counted_and_reported(
 
 def test_rows_take_the_names_given(tiny_index: Path, tiny_beir: Path, tmp_path: Path) -> None:
     """`-i NAME=DIR` (and `-m` / `-r` likewise) names a row, its folder and its run tag; a folder
-    given whole keeps its basename; the same index under two names scores the same."""
+    given whole keeps its basename; the same index under two names scores the same. The printed
+    table is whole when the output is not a terminal (rich's 80 columns cut it to "0.39…")."""
     out = tmp_path / "e"
     args = ["eval", "beir", "-d", str(tiny_beir), "-o", str(out), "--metric", "recall@10", "-k", "10"]
-    result = runner.invoke(app, [*args, "-i", f"distilled={tiny_index}", "-i", str(tiny_index)])
+    name = "distilled-on-the-tiny-corpus-with-a-long-name"
+    result = runner.invoke(app, [*args, "-i", f"{name}={tiny_index}", "-i", str(tiny_index)])
     assert result.exit_code == 0, result.output
     table = (out / "compare.md").read_text()
-    assert "| a | distilled |" in table and "| b | ix |" in table
-    named = json.loads((out / "distilled" / "metrics.json").read_text())
+    assert f"| a | {name} |" in table and "| b | ix |" in table
+    named = json.loads((out / name / "metrics.json").read_text())
     whole = json.loads((out / "ix" / "metrics.json").read_text())
     assert named["metrics"] == whole["metrics"] and named["queries"] == 8
-    assert {line.split()[-1] for line in (out / "distilled" / "run.trec").read_text().splitlines()} == {
-        "distilled"
-    }
+    assert {line.split()[-1] for line in (out / name / "run.trec").read_text().splitlines()} == {name}
+    printed = [line for line in result.output.splitlines() if f" {name} " in line]
+    assert len(printed) == 1 and f" {named['metrics']['recall@10']:.4f} " in printed[0]
+    cells = [cell(key, named["cost"].get(key)) for key in shown({name: named["cost"]})]
+    assert len(cells) >= 5 and all(f" {c} " in printed[0] for c in cells)  # every cost column
     assert fails(*args, "-m", "my model=x") == (
         "error: --model 'my model=x': the name 'my model' must be one word of letters, digits and "
         "_ . + - (e.g. 'bm25', 'dense-student'); expected VALUE or NAME=VALUE"
