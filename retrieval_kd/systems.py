@@ -201,16 +201,18 @@ def rerank_systems(
     eval_root: Path | None = None,
 ) -> Comparison:
     """Reranks the top ``depth`` of the comparison's first system with each reranker (a saved
-    cross-encoder student, or any CrossEncoder folder), as rows ``<first>+<reranker>`` evaluated
-    by the rerank stage into ``<eval_root or out>/<row>/``."""
+    cross-encoder student, or any CrossEncoder folder; ``NAME=MODEL`` names its row), as rows
+    ``<first>+<reranker>`` (or ``NAME``) evaluated by the rerank stage into
+    ``<eval_root or out>/<row>/``."""
     from retrieval_kd.stages.rerank import RerankStage, rerank_stage
 
     if not comparison.runs:
         raise RkdError("--rerank needs a first-stage system (a --model, --retriever or --index) to rerank")
     first = next(iter(comparison.runs))
     root = eval_root or out
-    for model in rerankers:
-        name = f"{first}+{Path(model).name or model}"
+    for spec in rerankers:
+        given, model = parse_named(spec, "--rerank")
+        name = given or f"{first}+{Path(model).name or model}"
         stage = RerankStage(
             name, model, root / first, dataset, root / name, metrics, depth, max_queries, batch_size
         )

@@ -47,7 +47,8 @@ def beir(
     rerank: Annotated[
         list[str] | None,
         typer.Option(
-            help="a cross-encoder student (or CrossEncoder folder) reranking the first system's run"
+            help="a cross-encoder student (or CrossEncoder folder) reranking the first system's run, "
+            "or NAME=MODEL"
         ),
     ] = None,
     depth: Annotated[int, typer.Option(min=1, help="documents per query a --rerank model reorders")] = 100,

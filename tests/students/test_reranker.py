@@ -140,12 +140,15 @@ def test_bce_from_qrels_alone_ranks_positives_first(
         str(tiny_model),
         "--rerank",
         str(tmp_path / "s"),
+        "--rerank",
+        f"distilled-ce={tmp_path / 's'}",  # the same reranker, its row named
     ]
     args += ["--depth", "10", "-k", "10", "--metric", "mrr@10", "--out", str(out)]
     result = CliRunner().invoke(app, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     record = json.loads((out / "compare.json").read_text())
-    assert list(record["metrics"]) == ["model", "model+s"]
+    assert set(record["metrics"]) == {"model", "model+s", "distilled-ce"}
+    assert record["metrics"]["distilled-ce"] == record["metrics"]["model+s"]
     reranked = json.loads((out / "model+s" / "metrics.json").read_text())
     assert reranked["depth"] == 10 and reranked["cost"]["parameters"] > 0
     test = load_dataset(f"{tiny_beir}:test")
