@@ -211,7 +211,7 @@ class CompareReport:
         fix = "no correction" if self.correction == "none" else f"{self.correction.capitalize()}-corrected"
         return (
             f"letters: significantly better than that row ({test}, p < {self.max_p}, "
-            f"{fix} across {pairs} pairs per metric)"
+            f"{fix} across {pairs} pair{'' if pairs == 1 else 's'} per metric)"
         )
 
     def markers(self) -> dict[str, dict[str, str]]:

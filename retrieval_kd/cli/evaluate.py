@@ -138,7 +138,7 @@ def _show(
     markers = report.markers() if report is not None else None
     print_table(metrics_table(comparison.rows, list(metrics), markers=markers, costs=comparison.costs))
     if report is not None:
-        out.print(report.legend(), style="dim")
+        out.print(report.legend(), style="dim", soft_wrap=True)
     say("wrote " + ", ".join(str(f) for f in files.values()))
 
 

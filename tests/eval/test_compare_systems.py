@@ -103,6 +103,8 @@ def test_written_comparison(tmp_path: Path) -> None:
     assert text.splitlines()[0] == "| # | system | mrr@10 | index MB | p50 ms | QPS | params M |"
     assert "| a | good | " in text and "| 2.5 | 9.00 | 100 | 22.0 |" in text
     assert "Holm-corrected across 3 pairs per metric" in text
+    two = compare({n: runs[n] for n in ("good", "bad")}, qrels, ["mrr@10"])
+    assert two.legend().endswith("Holm-corrected across 1 pair per metric)")
     record = json.loads(files["json"].read_text())
     assert record["pareto_front"] == {"metric": "mrr@10", "systems": ["mid", "good"]}
     assert (
