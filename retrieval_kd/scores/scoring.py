@@ -111,13 +111,10 @@ def score_pairs(
             try:
                 with phases.span("compute"):
                     started = ahead.launch(i)
-            except BaseException:
+            finally:  # the previous part's kernels ran: it is stored even when this launch fails
                 if waiting is not None:
-                    finish(*waiting)  # its kernels ran: kept before the error goes up
-                raise
-            if waiting is not None:
-                finish(*waiting)
-                waiting = None
+                    finish(*waiting)
+                    waiting = None
             if ahead.defers:
                 waiting = (batch, started)
             else:
@@ -185,8 +182,7 @@ class _Prefetch:
             else None
         )
         if self.defers:
-            result: Callable[[], Any] = self.teacher.launch_prepared(prepared)  # type: ignore[attr-defined]
-            return result
+            return self.teacher.launch_prepared(prepared)  # type: ignore[attr-defined,no-any-return]
         raw = self.teacher.score_prepared(prepared)  # type: ignore[attr-defined]
         return lambda: raw
 
