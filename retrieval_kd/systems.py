@@ -27,6 +27,7 @@ __all__ = [
     "compare_systems",
     "evaluate_systems",
     "name_systems",
+    "parse_index_spec",
     "parse_named",
     "rerank_systems",
 ]
@@ -90,6 +91,22 @@ def parse_named(spec: str, option: str) -> tuple[str | None, str]:
             "(e.g. 'bm25', 'dense-student'); expected VALUE or NAME=VALUE"
         )
     return name, value
+
+
+def parse_index_spec(spec: str) -> tuple[str, Path]:
+    """``NAME=DIR`` or ``DIR`` (named after the folder).
+
+    Example:
+        >>> parse_index_spec("student=runs/x/index")
+        ('student', PosixPath('runs/x/index'))
+        >>> parse_index_spec("runs/x/teacher")
+        ('teacher', PosixPath('runs/x/teacher'))
+    """
+    name, folder = parse_named(spec, "--index")
+    path = Path(folder)
+    if name is None:
+        return path.resolve().name if path.name in ("", ".", "..") else path.name, path
+    return name, path
 
 
 def name_systems(systems: Sequence[System]) -> list[System]:

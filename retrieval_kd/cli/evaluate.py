@@ -62,9 +62,8 @@ def beir(
     top --depth of the first system's run."""
     from retrieval_kd.eval.metrics import parse_metric
     from retrieval_kd.evaluation import check_depth
-    from retrieval_kd.serve.systems import parse_index_spec
     from retrieval_kd.students import model_free
-    from retrieval_kd.systems import System, evaluate_systems, parse_named
+    from retrieval_kd.systems import System, evaluate_systems, parse_index_spec, parse_named
 
     metrics = tuple(metric or ("ndcg@10", "recall@100", "mrr@10"))
     for metric_name in metrics:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from retrieval_kd.errors import RkdError
-from retrieval_kd.systems import parse_named
+from retrieval_kd.systems import parse_index_spec
 
 if TYPE_CHECKING:
     from retrieval_kd.api import Retriever
@@ -55,22 +55,6 @@ class ServedIndex:
             "student_fingerprint": manifest.get("student_fingerprint") or "",
             "student_kind": manifest.get("student_kind"),
         }
-
-
-def parse_index_spec(spec: str) -> tuple[str, Path]:
-    """``NAME=DIR`` or ``DIR`` (named after the folder).
-
-    Example:
-        >>> parse_index_spec("student=runs/x/index")
-        ('student', PosixPath('runs/x/index'))
-        >>> parse_index_spec("runs/x/teacher")
-        ('teacher', PosixPath('runs/x/teacher'))
-    """
-    name, folder = parse_named(spec, "--index")
-    path = Path(folder)
-    if name is None:
-        return path.resolve().name if path.name in ("", ".", "..") else path.name, path
-    return name, path
 
 
 def open_retriever(path: Path, cache: dict[tuple[Any, ...], Any] | None = None) -> Retriever:

@@ -19,9 +19,10 @@ from retrieval_kd.errors import RkdError
 from retrieval_kd.indexes import INDEXES, load_index
 from retrieval_kd.models import offline_folder
 from retrieval_kd.serve.app import create_app
-from retrieval_kd.serve.systems import open_served, parse_index_spec
+from retrieval_kd.serve.systems import open_served
 from retrieval_kd.stages import IndexStage, index_stage
 from retrieval_kd.students import build_student, open_student
+from retrieval_kd.systems import parse_index_spec
 
 QUERIES = ["why does iron rust", "what makes bread rise"]
 # index kind → (the encoder that builds it, the module its backend needs)
