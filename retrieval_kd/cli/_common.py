@@ -109,9 +109,7 @@ def print_table(table: Any) -> None:
     if out.is_terminal:
         out.print(table)
         return
-    from rich.measure import Measurement
-
-    width = Measurement.get(out, out.options.update(width=10_000), table).maximum
+    width = out.measure(table, options=out.options.update_width(10_000)).maximum
     Console(width=max(width, out.width)).print(table)  # writes to sys.stdout as ``out`` does
 
 
