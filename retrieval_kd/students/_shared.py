@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
+from retrieval_kd.students import packing
+
 
 def embed(model: Any, texts: Sequence[str]) -> Tensor:
     """Shapes: texts[N] → (N, dim) pooled embeddings, with gradients."""
@@ -179,6 +181,8 @@ def _budgeted(
         features = _preprocess(model, chunk, prompt, task, timed)
         return _extents(features, pad), features
 
+    costs = packing.flop_costs(model)  # None off the CPU: nothing is packed there
+    run = _forward(model, {"task": task} if task is not None else {})
     starts = list(range(0, len(texts), ENCODE_CHUNK))
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rkd-tokenize") if ahead else None
     pending: Future[tuple[list[int], Any]] | None = None
@@ -201,20 +205,45 @@ def _budgeted(
             with torch.inference_mode():
                 for rows in budget_batches(lengths, tokens, max_pairs):
                     width = max(lengths[i] for i in rows)
+                    out = None
                     if spec is not None:
-                        batch = _padded([tokenized[i] for i in rows], width, spec)
+                        ids = [tokenized[i] for i in rows]
+                        batch = _padded(ids, width, spec)
+                        if costs is not None and packing.worth_packing([len(x) for x in ids], costs):
+                            out = packing.packed_outputs(model, ids, batch, (prompt, task), run)
                     else:
                         batch = _rows_of(tokenized, rows, width, len(chunk))
-                    batch = {
-                        k: v.to(model.device, non_blocking=True) if isinstance(v, Tensor) else v
-                        for k, v in batch.items()
-                    }
-                    out = model(batch, task=task) if task is not None else model(batch)
+                    if out is None:
+                        batch = {
+                            k: v.to(model.device, non_blocking=True) if isinstance(v, Tensor) else v
+                            for k, v in batch.items()
+                        }
+                        out = model(batch, task=task) if task is not None else model(batch)
                     kept.append((np.asarray(rows, dtype=np.int64), out))
             yield start, kept
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+Modules = Callable[[dict[str, Any], int, int | None], dict[str, Any]]
+
+
+def _forward(model: Any, kwargs: dict[str, Any]) -> Modules:
+    """``run(features, start, stop)``: ``model``'s modules ``[start:stop]`` on ``features``, each
+    given the keyword arguments ``BaseModel.forward`` would give it (``run(f, 0, None)`` is
+    ``model(f, **kwargs)``). sentence-transformers has no way to stop between modules, which a
+    packed batch needs (:mod:`~retrieval_kd.students.packing`), hence this copy of its routing."""
+    children = list(model.named_children())
+    routed = getattr(model, "module_kwargs", None) or {}
+
+    def run(features: dict[str, Any], start: int, stop: int | None) -> dict[str, Any]:
+        for name, module in children[start:stop]:
+            allowed = set(routed.get(name, [])) | set(getattr(module, "forward_kwargs", ()))
+            features = module(features, **{k: v for k, v in kwargs.items() if k in allowed})
+        return features
+
+    return run
 
 
 def _rows_of(features: Mapping[str, Any], rows: list[int], width: int, n: int) -> dict[str, Any]:

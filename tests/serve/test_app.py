@@ -161,7 +161,9 @@ def test_what_is_loaded_is_frozen_out_of_the_collector(served: list[ServedIndex]
         assert id(served[0].retriever.index) not in tracked  # frozen objects are not listed
         assert frozen > 10_000  # the torch modules, tokenizer, faiss wrapper and documents
         assert client.post("/search", json={"queries": ["iron"]}).status_code == 200
-        assert gc.get_freeze_count() == frozen  # a request does not freeze more
+        # a request freezes nothing more; it may free a few frozen objects that the warm-up left
+        # (14 when this test runs alone, none after the suite's earlier tests)
+        assert frozen - 100 <= gc.get_freeze_count() <= frozen
     assert gc.get_freeze_count() == 0
 
 
