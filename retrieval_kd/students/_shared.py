@@ -226,10 +226,7 @@ def _budgeted(
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-Modules = Callable[[dict[str, Any], int, int | None], dict[str, Any]]
-
-
-def _forward(model: Any, kwargs: dict[str, Any]) -> Modules:
+def _forward(model: Any, kwargs: dict[str, Any]) -> packing.Modules:
     """``run(features, start, stop)``: ``model``'s modules ``[start:stop]`` on ``features``, each
     given the keyword arguments ``BaseModel.forward`` would give it (``run(f, 0, None)`` is
     ``model(f, **kwargs)``). sentence-transformers has no way to stop between modules, which a

@@ -21,6 +21,7 @@ were checked once against its padded ones (:func:`packed_outputs`): a model that
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,8 @@ PACK_GAIN = 0.9
 
 # per model and (prompt, task): whether packed outputs matched padded ones when first checked
 Key = tuple[str | None, str | None]
+# run(features, start, stop): a model's modules [start:stop] on features, as its forward would
+Modules = Callable[[dict[str, Any], int, int | None], dict[str, Any]]
 _CHECKED: weakref.WeakKeyDictionary[Any, dict[Key, bool]] = weakref.WeakKeyDictionary()
 
 
@@ -82,14 +85,14 @@ def packed_outputs(
     ids: list[list[int]],
     padded_features: dict[str, Any],
     key: Key,
-    run_rest: Any,
+    run: Modules,
 ) -> dict[str, Any] | None:
     """``model``'s output features for the texts of token ids ``ids``, computed packed; None
     where packing was found before to change them (the caller runs the padded batch).
 
     ``padded_features`` are the padded batch's input features (the outputs are laid back out to
-    them, per-token tensors as ``(B, W, ...)``); ``run_rest(features, start)`` runs ``model``'s
-    modules from index ``start`` on, as its forward would. The first call per model and
+    them, per-token tensors as ``(B, W, ...)``); ``run(features, start, stop)`` runs ``model``'s
+    modules ``[start:stop]``, as its forward would. The first call per model and
     ``key`` (prompt, task) also runs the padded batch and keeps packing only if every output
     tensor they share agrees (per-token ones on real tokens only); where they differ it returns
     the padded outputs.
@@ -114,7 +117,7 @@ def packed_outputs(
     if "token_type_ids" in padded_features:
         inputs["token_type_ids"] = torch.zeros((1, total), dtype=torch.long)
     inputs.update({k: v for k, v in padded_features.items() if not isinstance(v, Tensor)})
-    out = run_rest(dict(inputs), 0, 1)
+    out = run(dict(inputs), 0, 1)
     features = dict(padded_features)
     for name, value in out.items():
         if name in inputs:
@@ -125,9 +128,9 @@ def packed_outputs(
         laid = value.new_zeros((batch, width, *value.shape[2:]))
         laid[segment, position] = value[0]
         features[name] = laid
-    got: dict[str, Any] = run_rest(features, 1, None)
+    got: dict[str, Any] = run(features, 1, None)
     if key not in known:
-        want = run_rest(dict(padded_features), 0, None)
+        want = run(dict(padded_features), 0, None)
         known[key] = _agree(got, want, padded_features["attention_mask"].bool())
         if not known[key]:
             padded: dict[str, Any] = want
