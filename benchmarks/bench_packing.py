@@ -26,8 +26,7 @@ from rich.table import Table
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--student", required=True, help="a saved rkd student (or a sentence-transformers model)")
-    p.add_argument("--kind", default="dense", help="its student kind when it is no rkd student")
+    p.add_argument("--student", required=True, help="a saved rkd student or a dense model")
     p.add_argument("--dataset", default="beir/scifact/test")
     p.add_argument("--sizes", type=int, nargs="+", default=[2, 4, 7, 8, 16])
     p.add_argument("--batches", type=int, default=200, help="random batches per size")
@@ -41,13 +40,10 @@ def main() -> None:
     import torch
 
     from retrieval_kd.data import load_dataset
-    from retrieval_kd.students import build_student, load_student, packing
+    from retrieval_kd.students import load_student, packing
 
     torch.set_num_threads(args.threads)
-    try:
-        student = load_student(args.student, device="cpu")
-    except Exception:  # not an rkd folder: a plain model of --kind
-        student = build_student(args.kind, args.student, device="cpu")
+    student = load_student(args.student, device="cpu")  # a plain model folder or hub id opens as dense
     texts = list(load_dataset(args.dataset).queries.values())
     rng = np.random.default_rng(args.seed)
     gain = packing.PACK_GAIN

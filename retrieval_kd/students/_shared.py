@@ -209,7 +209,7 @@ def _budgeted(
                     if spec is not None:
                         ids = [tokenized[i] for i in rows]
                         batch = _padded(ids, width, spec)
-                        if costs is not None and packing.worth_packing([len(x) for x in ids], costs):
+                        if costs is not None and packing.worth_packing([lengths[i] for i in rows], costs):
                             out = packing.packed_outputs(model, ids, batch, (prompt, task), run)
                     else:
                         batch = _rows_of(tokenized, rows, width, len(chunk))

@@ -7,13 +7,15 @@ the texts are laid end to end in one row of ``S = Σ lengths`` positions, with p
 restart at 0 for each text and an attention mask that keeps each text to itself (block-diagonal),
 so each text's outputs are the padded batch's to float rounding (measured 5e-8 on the dense
 student); the linear layers then run over ``S`` positions instead of ``B × W``, at the price of
-attention over ``S²`` pairs instead of ``B × W²``. Measured on the 2-core EPYC: 1.45× faster for
-batches of 7 SciFact test queries through the dense student (BENCHMARKS.md).
+attention over ``S²`` pairs instead of ``B × W²``. Measured on the 2-core EPYC, quiet: 1.25×
+faster for batches of 7 SciFact test queries through the dense student, 1.38× for 16
+(BENCHMARKS.md, ``benchmarks/bench_packing.py``).
 
 transformers packs sequences only for flash attention on a GPU (``position_ids`` boundaries) and
 sentence-transformers not at all, hence this module. It packs only where
-:func:`worth_packing`'s FLOP estimate says the packed batch is cheaper, only on a CPU (on a GPU
-these batches are bound by kernel launches, not FLOPs), and only for a model whose packed outputs
+:func:`worth_packing`'s FLOP estimate says the packed batch is cheaper, only on a CPU (where it
+was measured; a GPU's padded batch of a few queries costs little more than its kernel launches),
+and only for a model whose packed outputs
 were checked once against its padded ones (:func:`packed_outputs`): a model that ignores
 ``position_ids`` or 4-D masks stays padded.
 """
@@ -31,10 +33,10 @@ from torch import Tensor
 # building and unpacking cost a little, and an estimate this rough should not flip on a hair
 PACK_GAIN = 0.9
 
-# per model and (prompt, task): whether packed outputs matched padded ones when first checked
-Key = tuple[str | None, str | None]
+Key = tuple[str | None, str | None]  # (prompt, task)
 # run(features, start, stop): a model's modules [start:stop] on features, as its forward would
 Modules = Callable[[dict[str, Any], int, int | None], dict[str, Any]]
+# per model and key: whether packed outputs matched padded ones when first checked
 _CHECKED: weakref.WeakKeyDictionary[Any, dict[Key, bool]] = weakref.WeakKeyDictionary()
 
 

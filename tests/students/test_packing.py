@@ -88,13 +88,20 @@ def test_a_model_that_ignores_positions_is_found_out_and_left_padded(tiny_model:
 
 def test_one_text_and_long_texts_are_not_packed(tiny_model: Path) -> None:
     student = build_student("dense", str(tiny_model), device="cpu")
-    seen = _shapes(student.model)
+    model = student.model
+    seen = _shapes(model)
     student.encode_queries(QUERIES[:1], batch_size=4)
-    length = len(student.model.tokenizer(QUERIES[0])["input_ids"])
-    assert seen == [(1, length)]  # one text has no padding: the plain batch
-    costs = packing.flop_costs(student.model)
-    assert costs is not None
-    config = student.model[0].auto_model.config
-    hidden, inner, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
-    assert costs == (2 * (4 * hidden**2 + 2 * hidden * inner) * layers, 4 * hidden * layers)
-    assert not packing.worth_packing([256, 200], costs)
+    # two long texts, the second about 60% of the first: packed, the row would save a fifth of the
+    # positions but attend over more pairs, which the tiny model's narrow layers make the larger cost
+    long = ["iron rust " * 60, "bread yeast " * 19]
+    lengths = [len(x) for x in model.tokenizer(long, truncation=True)["input_ids"]]
+    assert lengths[1] < 0.7 * lengths[0]  # a third of the second row is padding
+    costs = packing.flop_costs(model)
+    assert costs is not None and not packing.worth_packing(lengths, costs)
+    assert packing.worth_packing([lengths[0], 10], costs)  # a short second text would be packed
+    got = student.encode_documents(long, batch_size=2)
+    one = len(model.tokenizer(QUERIES[0])["input_ids"])
+    assert seen == [(1, one), (2, max(lengths))]  # one text has no padding; long ones stay padded
+    assert model not in packing._CHECKED  # never packed, so never checked
+    want = model.encode_document(long, batch_size=2, convert_to_numpy=True)
+    np.testing.assert_allclose(got, want, atol=1e-5)
