@@ -59,6 +59,13 @@ def serve(
     ] = None,
 ) -> None:
     """Serve indexes over HTTP: POST /search, GET /health, /metrics, /docs, and a search page at /."""
+    # Before torch or faiss is imported: each OpenMP runtime reads it once, at load. By default
+    # an OpenMP worker spins on its core after every parallel region; torch and faiss-cpu bring a
+    # runtime each, and between micro-batches the spinning workers held the cores the event loop
+    # and the other runtime needed. Sleeping at once instead: at 8 clients p99 40 ms against 67-69,
+    # QPS +30%, one client unchanged (BENCHMARKS.md, "rkd serve under load"). A value the user
+    # set is kept.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from retrieval_kd.serve.systems import open_served
 
     err.print(f"rkd serve: opening {len(index)} index(es) and their query encoders…", highlight=False)

@@ -113,6 +113,32 @@ def test_an_index_whose_encoder_is_gone_is_refused_in_one_line(
         open_served([str(tmp_path)])
 
 
+@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_openmp_workers_sleep_unless_the_user_says_otherwise(
+    monkeypatch: pytest.MonkeyPatch, given: str | None, expected: str
+) -> None:
+    """`rkd serve` sets OMP_WAIT_POLICY before anything that loads an OpenMP runtime runs (the
+    runtimes read it once, at load), and keeps a value the user set."""
+    import retrieval_kd.serve.systems as systems
+
+    if given is None:
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    else:
+        monkeypatch.setenv("OMP_WAIT_POLICY", given)
+    seen: list[str | None] = []
+
+    def opening(*args: object, **kwargs: object) -> None:
+        import os
+
+        seen.append(os.environ.get("OMP_WAIT_POLICY"))
+        raise RkdError("stop here")
+
+    monkeypatch.setattr(systems, "open_served", opening)
+    result = CliRunner().invoke(cli, ["serve", "--index", "anything", "--port", "0"])
+    assert result.exit_code == 2 and "stop here" in result.output
+    assert seen == [expected]
+
+
 def test_documents_come_from_the_corpus_the_index_was_built_on(
     served_dirs: dict[str, Path], tiny_beir: Path, tmp_path: Path
 ) -> None:
