@@ -20,7 +20,6 @@ import argparse
 import time
 
 import numpy as np
-from rich.console import Console
 from rich.table import Table
 
 
@@ -39,6 +38,7 @@ def main() -> None:
     args = parse_args()
     import torch
 
+    from retrieval_kd.cli._common import print_table
     from retrieval_kd.data import load_dataset
     from retrieval_kd.students import load_student, packing
 
@@ -85,8 +85,7 @@ def main() -> None:
             f"{delta:.1e}",
         )
     packing.PACK_GAIN = gain
-    console = Console()
-    (console if console.is_terminal else Console(width=150)).print(table)
+    print_table(table)
 
 
 if __name__ == "__main__":

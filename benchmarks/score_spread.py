@@ -49,6 +49,7 @@ def main() -> None:
     import torch
     from scipy.stats import spearmanr
 
+    from retrieval_kd.cli._common import print_table
     from retrieval_kd.data import load_dataset
     from retrieval_kd.data.candidates import Candidates
     from retrieval_kd.scores.store import ScoreStore
@@ -69,17 +70,18 @@ def main() -> None:
             got = student.scores([queries[c.query_id]], [[docs[d] for d in ids]])
             student_rows.append(got[0].float().numpy())
     t, s = np.array(teacher_rows), np.array(student_rows)
-    spread = {"teacher": t.std(1).mean(), "student": s.std(1).mean()}
     table = Table(title=f"logit spread over {len(t)} groups of 1 + {args.negatives} ({args.dataset})")
     for column in ("side", "std per group", "range per group"):
         table.add_column(column, justify="right")
+    spread = {}
     for side, logits in ((f"teacher / {args.teacher_temperature:g}", t), (f"student ({args.kind})", s)):
-        table.add_row(side, f"{logits.std(1).mean():.2f}", f"{np.ptp(logits, 1).mean():.2f}")
-    console = Console()
-    (console if console.is_terminal else Console(width=120)).print(table)
+        spread[side] = logits.std(1).mean()
+        table.add_row(side, f"{spread[side]:.2f}", f"{np.ptp(logits, 1).mean():.2f}")
+    print_table(table)
     rho = np.mean([spearmanr(a, b).statistic for a, b in zip(t, s, strict=True)])
-    console.print(
-        f"student / teacher spread: {spread['student'] / spread['teacher']:.2f} "
+    teacher_std, student_std = spread.values()
+    Console().print(
+        f"student / teacher spread: {student_std / teacher_std:.2f} "
         f"(the student temperature that gives both one spread); per-group Spearman {rho:.2f}"
     )
 
