@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -128,8 +129,6 @@ def test_openmp_workers_sleep_unless_the_user_says_otherwise(
     seen: list[str | None] = []
 
     def opening(*args: object, **kwargs: object) -> None:
-        import os
-
         seen.append(os.environ.get("OMP_WAIT_POLICY"))
         raise RkdError("stop here")
 
