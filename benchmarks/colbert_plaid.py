@@ -29,6 +29,7 @@ Run::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from pathlib import Path
@@ -60,6 +61,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--sizes", type=float, nargs="*", default=[0.25, 0.5, 1.0, 2.0])
     p.add_argument("--nbits", type=int, nargs="*", default=[2, 4])
     p.add_argument("--codecs", nargs="*", default=["pq"], help="residual codecs of the main table")
+    p.add_argument(
+        "--nlist",
+        type=int,
+        nargs="*",
+        help="centroid counts of the main table, each its own index (default: the index's own)",
+    )
     p.add_argument(
         "--ndocs",
         type=int,
@@ -260,35 +267,35 @@ def main() -> None:
         f"| maxsim (exact, fp16) | {exact['build']:.1f} | {exact_qps:.1f} | 1.00× | 1.0000 | 1.000 | – |"
     )
     main_rows = {}
-    for nbits in args.nbits:
-        for codec in args.codecs:
-            row = measure(
-                "plaid",
-                {"nbits": nbits, "codec": codec, "device": "cpu"},
-                doc_ids,
-                docs,
-                qids,
-                queries,
-                args.k,
+    for nbits, codec, nlist in itertools.product(args.nbits, args.codecs, args.nlist or [None]):
+        row = measure(
+            "plaid",
+            {"nbits": nbits, "codec": codec, "nlist": nlist, "device": "cpu"},
+            doc_ids,
+            docs,
+            qids,
+            queries,
+            args.k,
+        )
+        if codec == BUILD["codec"] and nlist is None:
+            main_rows[nbits] = row
+        mem = row["index"].memory()
+        build = row["index"].manifest["build"]
+        for ndocs in args.ndocs or [SEARCH["ndocs"]]:
+            research(row, ndocs, qids, queries, args.k)  # the same index, searched wider
+            cells = (
+                f"plaid {nbits}-bit {build['codec']}, nlist {build['nlist']}, ndocs {ndocs}",
+                f"{row['build']:.1f}",
+                f"{len(qids) / row['search']:.1f}",
+                f"{exact['search'] / row['search']:.2f}×",
+                f"{recall(row['run'], exact['run'], args.k):.4f}",
+                f"{mem['total'] / fp16:.3f}",
+                f"{(mem['residuals'] + mem['codes']) / fp16:.3f}",
             )
-            if codec == BUILD["codec"]:
-                main_rows[nbits] = row
-            mem = row["index"].memory()
-            for ndocs in args.ndocs or [SEARCH["ndocs"]]:
-                research(row, ndocs, qids, queries, args.k)  # the same index, searched wider
-                cells = (
-                    f"plaid {nbits}-bit {row['index'].manifest['build']['codec']}, ndocs {ndocs}",
-                    f"{row['build']:.1f}",
-                    f"{len(qids) / row['search']:.1f}",
-                    f"{exact['search'] / row['search']:.2f}×",
-                    f"{recall(row['run'], exact['run'], args.k):.4f}",
-                    f"{mem['total'] / fp16:.3f}",
-                    f"{(mem['residuals'] + mem['codes']) / fp16:.3f}",
-                )
-                table.add_row(*cells)
-                lines.append("| " + " | ".join(cells) + " |")
-            if codec == BUILD["codec"]:  # the growth curve's full-size point is at the defaults
-                research(row, int(SEARCH["ndocs"]), qids, queries, args.k)
+            table.add_row(*cells)
+            lines.append("| " + " | ".join(cells) + " |")
+        if codec == BUILD["codec"] and nlist is None:  # the growth curve's full-size point: defaults
+            research(row, int(SEARCH["ndocs"]), qids, queries, args.k)
     console.print(table)
 
     growth = Table(title=f"Speed-up with corpus size (plaid {args.growth_nbits}-bit defaults)")

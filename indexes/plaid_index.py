@@ -3,8 +3,11 @@
 Build (on the first search or save, from every token vector added):
 
 1. **Centroids**: faiss k-means (spherical) over a sample of the token vectors; ``nlist``
-   defaults to ``2^round(log2(4·√T))`` for T tokens (ColBERTv2 takes 16·√T; a quarter of it
-   builds 4× faster here and loses no measured recall).
+   defaults to ColBERTv2's ``16·√T`` for T tokens (as a power of 2), fewer where the memory
+   budget has no room for their bytes (:func:`default_nlist`). More centroids leave smaller
+   residuals to code: on SciFact's 816k token vectors 16,384 of them, against a quarter as many,
+   lifted the dev recall of exact MaxSim's top 10 with every document decompressed from 0.961 to
+   0.978 (BENCHMARKS.md, "ColBERT").
 2. **Codes**: each token's nearest centroid (a faiss flat inner-product search), kept as a
    uint16 (int32 past 65,536 centroids).
 3. **Residuals**: token minus centroid, within ``nbits`` (2 or 4) bits per dimension: by
@@ -46,7 +49,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +65,7 @@ from retrieval_kd.indexes.maxsim_index import (
     torch_device,
 )
 from retrieval_kd.indexes.plaid_lists import CentroidLists
-from retrieval_kd.indexes.product_codec import ProductCodec
+from retrieval_kd.indexes.product_codec import PQ_MIN_ROWS, ProductCodec
 from retrieval_kd.indexes.residual_codec import (
     CODECS,
     NBITS,
@@ -75,22 +78,51 @@ from retrieval_kd.types import Run
 logger = logging.getLogger(__name__)
 
 BUILD = {"nbits": 4, "codec": "pq", "nlist": None, "kmeans_iters": 8, "kmeans_sample": 64, "seed": 1234}
-# chosen on the SciFact dev carve with a distilled ColBERT student: 4 bits, and the smallest ndocs
-# whose recall of exact MaxSim's top 10 clears 0.95 by the 0.016 that test fell below dev at the
-# last reading (0.968 at 1536, 1.26x exact's speed; BENCHMARKS.md, "ColBERT")
-SEARCH = {"nprobe": 4, "centroid_threshold": 0.45, "ndocs": 1536}
+# chosen on the SciFact dev carve with a distilled ColBERT student, 4 bits and 16,384 centroids:
+# the smallest ndocs whose recall of exact MaxSim's top 10 clears 0.95 by the 0.018 that test fell
+# below dev at the last reading, and past which twice the candidates buy under 0.002 of it
+# (768: 0.976 at 1.9x exact's speed; 1536: 0.977; BENCHMARKS.md, "ColBERT")
+SEARCH = {"nprobe": 4, "centroid_threshold": 0.45, "ndocs": 768}
 ARRAYS = ("centroids", "codes", "residuals", "codec", "lengths")
 CODEC_ARRAYS = ("codec_1", "codec_dims")  # a product codec of two bit widths
 
 
-def default_nlist(tokens: int) -> int:
-    """``2^round(log2(4·√tokens))``, at most ``tokens``.
+def default_nlist(tokens: int, fits: Callable[[int], bool] | None = None) -> int:
+    """ColBERTv2's ``16·√tokens`` centroids, to the nearest power of 2 (ColBERTv2 rounds down) and
+    at most ``tokens``, where ``fits(nlist)`` says the index's budget has room for them; otherwise
+    halved until it has, down to a quarter of that (``4·√tokens``).
 
     Example:
-        >>> default_nlist(880_000), default_nlist(320)
-        (4096, 64)
+        >>> default_nlist(815_632), default_nlist(815_632, lambda n: n <= 5_000)
+        (4096, 4096)
+        >>> default_nlist(815_632, lambda n: True), default_nlist(815_632, lambda n: n <= 10_000)
+        (16384, 8192)
+        >>> default_nlist(320, lambda n: True), default_nlist(320)
+        (256, 64)
     """
-    return int(min(tokens, 2 ** round(math.log2(max(1.0, 4 * math.sqrt(tokens))))))
+    most = int(min(tokens, 2 ** round(math.log2(max(1.0, 16 * math.sqrt(tokens))))))
+    least = int(min(tokens, 2 ** round(math.log2(max(1.0, 4 * math.sqrt(tokens))))))
+    nlist = most
+    while nlist > least and not (fits is not None and fits(nlist)):
+        nlist //= 2
+    return max(nlist, least)
+
+
+def centroids_fit(nlist: int, tokens: int, docs: int, dim: int, nbits: int) -> bool:
+    """Whether ``nlist`` float16 centroids, the document lengths and the largest codebook fit in
+    the bits per token that a product codec's uniform codes and centroid id leave
+    (:meth:`ProductCodec.spare_bits`), so that the whole index stays within ``nbits / 16`` of
+    float16 token vectors. The scalar codec leaves none.
+
+    Example (SciFact: 815,632 token vectors of 128 dimensions in 5,183 documents):
+        >>> [centroids_fit(n, 815_632, 5_183, 128, 4) for n in (16_384, 32_768)]
+        [True, False]
+        >>> [centroids_fit(n, 815_632, 5_183, 128, 2) for n in (8_192, 4_096)]
+        [False, True]
+    """
+    id_bits = 16 if nlist <= 1 << 16 else 32
+    room = ProductCodec.spare_bits(dim, nbits, id_bits) * tokens / 8
+    return nlist * dim * 2 + 4 * docs + ProductCodec.table_bytes_bound(dim, nbits) <= room
 
 
 class PlaidIndex(TokenIndex):
@@ -101,7 +133,7 @@ class PlaidIndex(TokenIndex):
         nbits: bits per dimension, 2 or 4: residual and centroid id (``"pq"``) or residual alone
             (``"scalar"``).
         codec: ``"pq"`` (product quantisation, faiss) or ``"scalar"`` (ColBERTv2's buckets).
-        nlist: centroids (None: :func:`default_nlist` of the token count).
+        nlist: centroids (None: :func:`default_nlist` of the token count, within the budget).
         kmeans_iters, kmeans_sample, seed: faiss k-means iterations, training points per
             centroid, and seed.
         nprobe: centroids probed per query token.
@@ -183,7 +215,13 @@ class PlaidIndex(TokenIndex):
         t0 = time.perf_counter()
         if self.codec is None:
             opts = self.build_options
-            nlist = int(opts["nlist"] or default_nlist(len(x)))
+            nbits = int(opts["nbits"])
+            pq = opts["codec"] == "pq" and len(x) >= PQ_MIN_ROWS  # the codec trained below
+
+            def fits(n: int) -> bool:
+                return pq and centroids_fit(n, len(x), len(lengths), self.dim, nbits)
+
+            nlist = int(opts["nlist"] or default_nlist(len(x), fits))
             if not 1 <= nlist <= len(x):
                 raise RkdError(f"plaid index: nlist={nlist} needs between 1 and {len(x)} (the token count)")
             self.normalized = bool(np.allclose(np.linalg.norm(x[:4096], axis=1), 1.0, atol=1e-3))
@@ -202,7 +240,6 @@ class PlaidIndex(TokenIndex):
             self.centroids = np.ascontiguousarray(kmeans.centroids, dtype=np.float16)
             codes = self._assign(x)
             sample = np.random.default_rng(int(opts["seed"])).permutation(len(x))[: 1 << 16]
-            nbits = int(opts["nbits"])
             # what the index stores besides codes and ids: centroids, lengths, at most this codebook
             other = self.centroids.nbytes + 4 * len(lengths) + ProductCodec.table_bytes_bound(self.dim, nbits)
             self.codec = train_codec(

@@ -125,6 +125,18 @@ class ProductCodec:
         return codec
 
     @staticmethod
+    def spare_bits(dim: int, nbits: int, id_bits: int = 16) -> int:
+        """Bits per token the uniform codes and the centroid id leave of ``dim · nbits``: what the
+        index's other bytes (centroids, lengths, codebook) and then wider groups can use.
+
+        Example:
+            >>> [ProductCodec.spare_bits(dim, nbits) for dim, nbits in ((128, 4), (128, 2), (32, 4))]
+            [48, 16, 0]
+        """
+        groups = dim * nbits // 8
+        return dim * nbits - id_bits - groups * min(8, (dim * nbits - id_bits) // max(groups, 1))
+
+    @staticmethod
     def table_bytes_bound(dim: int, nbits: int) -> int:
         """The most bytes :meth:`arrays` can take for ``dim`` dimensions at ``nbits``: every group
         at 8 bits (float32 centroids), plus ``codec_dims``; what an index counts against its

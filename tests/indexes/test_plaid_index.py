@@ -149,25 +149,31 @@ def test_wide_groups_take_the_bits_left_over_on_the_highest_variance_dimensions(
     assert sorted(uniform.arrays()) == ["codec"] and codec_from_arrays(uniform.arrays()).bits == 7
 
 
-def test_a_large_index_widens_groups_and_stays_within_a_quarter_of_fp16(tmp_path: Path) -> None:
-    rng = np.random.default_rng(2)
-    x = rng.standard_normal((100_000, 64)).astype(np.float32)
-    docs = TokenVectors(x / np.linalg.norm(x, axis=1, keepdims=True), np.full(1_000, 100))
-    index = PlaidIndex(nbits=4, nlist=16, device="cpu")
-    index.add([f"d{i}" for i in range(1_000)], docs)
+def test_default_centroids_are_colbertv2s_where_the_budget_has_room(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((300_000, 128)).astype(np.float32)
+    docs = TokenVectors(x / np.linalg.norm(x, axis=1, keepdims=True), np.full(2_000, 150))
+    index = PlaidIndex(nbits=4, kmeans_iters=1, kmeans_sample=4, device="cpu")  # a quick k-means
+    index.add([f"d{i}" for i in range(2_000)], docs)
     index.build()
-    assert isinstance(index.codec, ProductCodec)
-    assert index.manifest["codec_groups"] == {"8": 8, "7": 24}  # 5.7 bits of overhead a token
+    # 16·√300,000 = 8,764 → 8,192 centroids; a quarter, 4·√T = 2,191 → 2,048. The 4-bit codes
+    # (64 groups × 7 bits) and the 16-bit id leave 48 bits a token: 1,800,000 bytes, less 8,000 of
+    # lengths and a codebook of at most 64 · 256 · 2 · 4 + 256 = 131,328: 1,660,672 bytes of room.
+    # 8,192 float16 centroids of 128 dims take 2,097,152: too many; 4,096 take 1,048,576.
+    assert index.manifest["build"]["nlist"] == len(index.centroids) == 4_096
     mem = index.memory()
-    # within the bound, and one more code byte a token would not be
-    assert mem["total"] <= mem["fp16_vectors"] / 4 < mem["total"] + 100_000
-    assert mem["codec"] == index.codec.nbytes and mem["residuals"] == 100_000 * (8 + 21)
+    assert mem["total"] <= mem["fp16_vectors"] / 4 < mem["total"] + 4_096 * 128 * 2
+    # the room left goes to wider codes: 48 bits a token less the other bytes' 31.7
+    # (1,187,904 · 8 / 300,000) buy 16 groups of 8 bits
+    assert index.manifest["codec_groups"] == {"8": 16, "7": 48}
+    assert mem["codec"] == index.codec.nbytes and mem["residuals"] == 300_000 * (16 + 42)
     index.save(tmp_path / "idx")
     again = load_index(tmp_path / "idx")
     assert isinstance(again, PlaidIndex) and isinstance(again.codec, ProductCodec)
     assert np.array_equal(again.codec.dims, index.codec.dims)
     rows = np.arange(50)
     np.testing.assert_array_equal(again.decompress(rows)[0], index.decompress(rows)[0])
+    assert default_nlist(300_000) == 2_048  # no budget said: the quarter, as for the scalar codec
 
 
 @pytest.mark.parametrize(("nbits", "codec"), [(2, "pq"), (4, "pq"), (2, "scalar"), (4, "scalar")])
