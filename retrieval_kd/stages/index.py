@@ -12,7 +12,7 @@ from retrieval_kd.distributed import all_agree, barrier, is_main
 from retrieval_kd.errors import RkdError
 from retrieval_kd.fingerprint import hash_json
 from retrieval_kd.io import atomic_write_json, read_json
-from retrieval_kd.progress import Progress
+from retrieval_kd.progress import Progress, ensure
 from retrieval_kd.stages._common import StageResult, adopt, model_hash, student_source
 from retrieval_kd.timing import Phases, size
 
@@ -112,8 +112,11 @@ def index_stage(config: IndexStage, progress: Progress | None = None) -> StageRe
     index.manifest["student_max_seq_length"] = config.max_seq_length
     index.manifest["student_dtype"] = config.dtype
     with building(config.out) as tmp:
+        # compressed kinds train here (PLAID's k-means takes minutes): a bar with its elapsed time
+        writing = ensure(progress).task(f"building and writing the {index.kind} index", 1, unit="indexes")
         with phases.span("write"):
             index.save(tmp)
+        writing.advance(1)
         build = {**phases.record(len(dataset.docs)), "bytes": folder_bytes(tmp)}
         build.update(search_rate(student, tmp, dataset.queries))
         manifest = read_json(tmp / "manifest.json")  # its "files" checksums stay as written
