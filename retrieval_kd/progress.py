@@ -48,7 +48,8 @@ class _RichTask:
 
     def advance(self, n: int) -> None:
         self._progress.advance(self._id, n)
-        speed = self._progress._tasks[self._id].speed
+        task = self._progress._tasks[self._id]
+        speed = task.speed if task.total != 1 else None  # a one-step task has a duration, not a rate
         if speed:
             self._progress.update(self._id, rate=f"{speed:,.1f} {self._unit}/s")
 
@@ -158,7 +159,7 @@ class _LineTask:
         else:
             count += f" {self.unit}"
         text = f"{self.description} {count}"
-        if rate > 0:
+        if rate > 0 and self.total != 1:  # a one-step task has a duration, not a rate
             text += f" {format_rate(rate)} {self.unit}/s"
         if self.finished:
             how = "stopped after" if self._stopped else "done in"

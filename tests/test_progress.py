@@ -67,6 +67,16 @@ def test_interval_is_configurable_and_unknown_totals() -> None:
     ]
 
 
+def test_a_one_step_task_shows_its_duration_not_a_rate() -> None:
+    clock, out = Clock(), io.StringIO()
+    progress = LineProgress(interval=5, stream=out, clock=clock)
+    with progress.live():
+        task = progress.task("building and writing the plaid index", 1, unit="index")
+        clock.now += 404
+        task.advance(1)
+    assert lines(out) == ["building and writing the plaid index 1/1 index (100%), done in 6m44s"]
+
+
 def test_several_tasks_and_an_error() -> None:
     clock, out = Clock(), io.StringIO()
     progress = LineProgress(interval=30, stream=out, clock=clock)

@@ -113,7 +113,7 @@ def index_stage(config: IndexStage, progress: Progress | None = None) -> StageRe
     index.manifest["student_dtype"] = config.dtype
     with building(config.out) as tmp:
         # compressed kinds train here (PLAID's k-means takes minutes): a bar with its elapsed time
-        writing = ensure(progress).task(f"building and writing the {index.kind} index", 1, unit="indexes")
+        writing = ensure(progress).task(f"building and writing the {index.kind} index", 1, unit="index")
         with phases.span("write"):
             index.save(tmp)
         writing.advance(1)

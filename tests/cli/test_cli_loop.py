@@ -119,7 +119,7 @@ def test_cli_loop(tiny_beir: Path, tiny_model: Path, tmp_path: Path, tiny_recipe
         "index", "--model", str(tmp_path / "student"), "--dataset", test_ds, "--out", str(tmp_path / "ix")
     )
     assert "index: faiss, student" in out and "32 docs in " in out
-    assert "building and writing the faiss index 1/1 indexes" in out  # progress, not silence
+    assert "building and writing the faiss index 1/1 index (100%), done in" in out  # progress, not silence
     ix_manifest = json.loads((tmp_path / "ix" / "manifest.json").read_text())
     rkd_meta = json.loads((tmp_path / "student" / "rkd.json").read_text())
     assert (
