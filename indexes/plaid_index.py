@@ -6,8 +6,8 @@ Build (on the first search or save, from every token vector added):
    defaults to ColBERTv2's ``16·√T`` for T tokens (as a power of 2), fewer where the memory
    budget has no room for their bytes (:func:`default_nlist`). More centroids leave smaller
    residuals to code: on SciFact's 816k token vectors 16,384 of them, against a quarter as many,
-   lifted the dev recall of exact MaxSim's top 10 with every document decompressed from 0.961 to
-   0.978 (BENCHMARKS.md, "ColBERT").
+   lifted the dev recall of exact MaxSim's top 10 at ndocs 1024 from 0.961 to 0.977, at about
+   the same search cost; k-means takes 6.6× as long (BENCHMARKS.md, "ColBERT").
 2. **Codes**: each token's nearest centroid (a faiss flat inner-product search), kept as a
    uint16 (int32 past 65,536 centroids).
 3. **Residuals**: token minus centroid, within ``nbits`` (2 or 4) bits per dimension: by
