@@ -277,7 +277,8 @@ def main() -> None:
             queries,
             args.k,
         )
-        if codec == BUILD["codec"] and nlist is None:
+        defaults = codec == BUILD["codec"] and nlist is None  # the growth curve's full-size point
+        if defaults:
             main_rows[nbits] = row
         mem = row["index"].memory()
         build = row["index"].manifest["build"]
@@ -294,7 +295,7 @@ def main() -> None:
             )
             table.add_row(*cells)
             lines.append("| " + " | ".join(cells) + " |")
-        if codec == BUILD["codec"] and nlist is None:  # the growth curve's full-size point: defaults
+        if defaults:
             research(row, int(SEARCH["ndocs"]), qids, queries, args.k)
     console.print(table)
 

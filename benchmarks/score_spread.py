@@ -73,13 +73,14 @@ def main() -> None:
     table = Table(title=f"logit spread over {len(t)} groups of 1 + {args.negatives} ({args.dataset})")
     for column in ("side", "std per group", "range per group"):
         table.add_column(column, justify="right")
-    spread = {}
-    for side, logits in ((f"teacher / {args.teacher_temperature:g}", t), (f"student ({args.kind})", s)):
-        spread[side] = logits.std(1).mean()
-        table.add_row(side, f"{spread[side]:.2f}", f"{np.ptp(logits, 1).mean():.2f}")
+    teacher_std, student_std = t.std(1).mean(), s.std(1).mean()
+    for side, logits, std in (
+        (f"teacher / {args.teacher_temperature:g}", t, teacher_std),
+        (f"student ({args.kind})", s, student_std),
+    ):
+        table.add_row(side, f"{std:.2f}", f"{np.ptp(logits, 1).mean():.2f}")
     print_table(table)
     rho = np.mean([spearmanr(a, b).statistic for a, b in zip(t, s, strict=True)])
-    teacher_std, student_std = spread.values()
     Console().print(
         f"student / teacher spread: {student_std / teacher_std:.2f} "
         f"(the student temperature that gives both one spread); per-group Spearman {rho:.2f}"

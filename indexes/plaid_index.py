@@ -65,13 +65,14 @@ from retrieval_kd.indexes.maxsim_index import (
     torch_device,
 )
 from retrieval_kd.indexes.plaid_lists import CentroidLists
-from retrieval_kd.indexes.product_codec import PQ_MIN_ROWS, ProductCodec
+from retrieval_kd.indexes.product_codec import ProductCodec
 from retrieval_kd.indexes.residual_codec import (
     CODECS,
     NBITS,
     Codec,
     codec_from_arrays,
     train_codec,
+    trains_pq,
 )
 from retrieval_kd.types import Run
 
@@ -121,9 +122,19 @@ def centroids_fit(nlist: int, tokens: int, docs: int, dim: int, nbits: int) -> b
         >>> [centroids_fit(n, 815_632, 5_183, 128, 2) for n in (8_192, 4_096)]
         [False, True]
     """
-    id_bits = 16 if nlist <= 1 << 16 else 32
-    room = ProductCodec.spare_bits(dim, nbits, id_bits) * tokens / 8
-    return nlist * dim * 2 + 4 * docs + ProductCodec.table_bytes_bound(dim, nbits) <= room
+    room = ProductCodec.spare_bits(dim, nbits, id_bits(nlist)) * tokens / 8
+    return other_bytes(nlist, docs, dim, nbits) <= room
+
+
+def other_bytes(nlist: int, docs: int, dim: int, nbits: int) -> int:
+    """What an index stores besides residual codes and centroid ids: float16 centroids, int32
+    document lengths, and at most :meth:`ProductCodec.table_bytes_bound` of codebook."""
+    return nlist * dim * 2 + 4 * docs + ProductCodec.table_bytes_bound(dim, nbits)
+
+
+def id_bits(nlist: int) -> int:
+    """Bits of a token's centroid id: uint16 up to 65,536 centroids, int32 past them."""
+    return 16 if nlist <= 1 << 16 else 32
 
 
 class PlaidIndex(TokenIndex):
@@ -217,7 +228,7 @@ class PlaidIndex(TokenIndex):
         if self.codec is None:
             opts = self.build_options
             nbits = int(opts["nbits"])
-            pq = opts["codec"] == "pq" and len(x) >= PQ_MIN_ROWS  # the codec trained below
+            pq = trains_pq(str(opts["codec"]), len(x))  # the codec trained below
 
             def fits(n: int) -> bool:
                 return pq and centroids_fit(n, len(x), len(lengths), self.dim, nbits)
@@ -241,14 +252,13 @@ class PlaidIndex(TokenIndex):
             self.centroids = np.ascontiguousarray(kmeans.centroids, dtype=np.float16)
             codes = self._assign(x)
             sample = np.random.default_rng(int(opts["seed"])).permutation(len(x))[: 1 << 16]
-            # what the index stores besides codes and ids: centroids, lengths, at most this codebook
-            other = self.centroids.nbytes + 4 * len(lengths) + ProductCodec.table_bytes_bound(self.dim, nbits)
+            other = other_bytes(nlist, len(lengths), self.dim, nbits)
             self.codec = train_codec(
                 str(opts["codec"]),
                 x[sample] - self.centroids[codes[sample]].astype(np.float32),
                 nbits,
                 int(opts["seed"]),
-                id_bits=16 if nlist <= 1 << 16 else 32,  # the centroid id's type below
+                id_bits=id_bits(nlist),  # the centroid id's type below
                 overhead_bits=8 * other / len(x),
             )
             self.manifest["build"].update(nlist=nlist, codec=self.codec.kind)
@@ -256,7 +266,7 @@ class PlaidIndex(TokenIndex):
         else:
             codes = self._assign(x)
         residuals = self.codec.encode(x - self.centroids[codes].astype(np.float32))
-        code_type = np.uint16 if len(self.centroids) <= 1 << 16 else np.int32
+        code_type = np.uint16 if id_bits(len(self.centroids)) == 16 else np.int32
         self.codes = np.concatenate([self.codes.astype(code_type), codes.astype(code_type)])
         self.residuals = np.concatenate([self.residuals.reshape(-1, residuals.shape[1]), residuals])
         self.lengths = np.concatenate([self.lengths, lengths])

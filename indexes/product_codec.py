@@ -96,7 +96,7 @@ class ProductCodec:
         values = np.ascontiguousarray(residuals, dtype=np.float32)
         t, dim = values.shape
         groups = dim * nbits // 8
-        bits = min(8, (dim * nbits - id_bits) // max(groups, 1))
+        bits = ProductCodec.uniform_bits(dim, nbits, id_bits)
         if dim % (8 // nbits) or bits < 1 or t < PQ_MIN_ROWS:
             raise RkdError(
                 f"plaid index: a {nbits}-bit product codec needs a dimension divisible by {8 // nbits} "
@@ -125,6 +125,11 @@ class ProductCodec:
         return codec
 
     @staticmethod
+    def uniform_bits(dim: int, nbits: int, id_bits: int = 16) -> int:
+        """Each group's code width when all are equal: ``min(8, (dim · nbits - id_bits) // M)``."""
+        return min(8, (dim * nbits - id_bits) // max(dim * nbits // 8, 1))
+
+    @staticmethod
     def spare_bits(dim: int, nbits: int, id_bits: int = 16) -> int:
         """Bits per token the uniform codes and the centroid id leave of ``dim · nbits``: what the
         index's other bytes (centroids, lengths, codebook) and then wider groups can use.
@@ -134,7 +139,7 @@ class ProductCodec:
             [48, 16, 0]
         """
         groups = dim * nbits // 8
-        return dim * nbits - id_bits - groups * min(8, (dim * nbits - id_bits) // max(groups, 1))
+        return dim * nbits - id_bits - groups * ProductCodec.uniform_bits(dim, nbits, id_bits)
 
     @staticmethod
     def table_bytes_bound(dim: int, nbits: int) -> int:

@@ -149,6 +149,11 @@ def codec_from_arrays(arrays: Mapping[str, np.ndarray]) -> Codec:
     return codec_from_table(arrays["codec"])
 
 
+def trains_pq(kind: str, rows: int) -> bool:
+    """Whether :func:`train_codec` of ``kind`` over ``rows`` residuals gives a product codec."""
+    return kind == "pq" and rows >= PQ_MIN_ROWS
+
+
 def train_codec(
     kind: str,
     residuals: np.ndarray,
@@ -159,6 +164,6 @@ def train_codec(
 ) -> Codec:
     """A codec of ``kind`` (one of :data:`CODECS`) trained on ``residuals``; ``"pq"`` falls back
     to the scalar codec below :data:`PQ_MIN_ROWS` rows (too few for its centroids per group)."""
-    if kind == "pq" and len(residuals) >= PQ_MIN_ROWS:
+    if trains_pq(kind, len(residuals)):
         return ProductCodec.train(residuals, nbits, seed, id_bits, overhead_bits)
     return ResidualCodec.train(residuals, nbits, seed)
